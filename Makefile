@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine: `make demo` (the main job) and `make test`. Both create .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch 2.14.1 + torchvision 0.29.1 are the pair that installs from this machine's local wheel files
+# (torch 2.13.0 alone is smaller, but PyPI's torchvision does not import beside it).
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test test-slow lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[vision,dev]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/gnnrl eval --model resnet20 resnet56 --split test --json runs/demo/eval.json
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check src tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+test-slow: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/eval_speed.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

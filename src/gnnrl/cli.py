@@ -1,0 +1,174 @@
+"""`gnnrl` command line: a thin layer over the Python API (every command is a few API calls)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from . import __version__
+from .errors import GnnrlError, WeightsError
+from .evaluate import DEFAULT_BATCH_SIZE
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _add_data_args(p: argparse.ArgumentParser, val_from: str = "test") -> None:
+    p.add_argument("--data", help="CIFAR source: PNG tarball, ImageFolder tree or python batches folder "
+                   "(default: $GNNRL_DATA, else ../shared/data)")
+    p.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"))
+    p.add_argument("--val-from", default=val_from, choices=("test", "train"),
+                   help=f"carve the 5k validation split out of test (paper protocol) or train (default: {val_from})")
+
+
+def _add_weights_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="load checkpoints that contain pickled Python objects (only for files you trust)")
+
+
+def _resolve_weights(name: str, given: str | None, dataset: str) -> Path | None:
+    """The given weights path, or the shared default checkpoint for `name`; 'none' means random init."""
+    from .paths import default_weights
+
+    if given is not None:
+        return None if given.lower() == "none" else Path(given)
+    found = default_weights(name, dataset)
+    if found is None:
+        raise WeightsError(f"no --weights given and no default checkpoint for {name} (looked in $GNNRL_MODELS and "
+                           f"../shared/models/{dataset}/). Pass --weights FILE, or --weights none for random init.")
+    return found
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate one or more models on a split and print accuracy, MACs and params."""
+    from .cost import count_flops
+    from .data import load_cifar
+    from .evaluate import evaluate, use_all_cores
+    from .models import canonical_name, create
+
+    if args.weights and len(args.weights) != len(args.model):
+        raise GnnrlError(f"got {len(args.model)} --model names but {len(args.weights)} --weights; give one each")
+    # Check names and weights before the (possibly slow) data load, so mistakes surface at once.
+    names = [canonical_name(n) for n in args.model]
+    paths = [_resolve_weights(n, args.weights[i] if args.weights else None, args.dataset) for i, n in enumerate(names)]
+    use_all_cores()
+    data = load_cifar(args.data, args.dataset, progress=not args.quiet)
+    split = data.split(args.split, val_from=args.val_from)
+    rows = []
+    for name, weights in zip(names, paths, strict=True):
+        model = create(name, num_classes=data.num_classes, weights=weights, allow_pickle=args.allow_pickle)
+        cost = count_flops(model, (1, *split.images.shape[1:]))
+        result = evaluate(model, split, batch_size=args.batch_size)
+        rows.append({
+            "model": name, "weights": str(weights) if weights else None, "dataset": data.name,
+            "split": split.name, "val_from": args.val_from, "correct": result.correct, "total": result.total,
+            "top1": round(result.top1, 4), "macs": cost.macs, "params": cost.params,
+            "seconds": round(result.seconds, 3), "batch_size": args.batch_size,
+        })
+    table = Table(title=f"{data.name} · split {split.name} ({len(split)} images, source: {data.source})")
+    for col in ("model", "top-1 %", "correct", "MACs (M)", "params (M)", "eval s"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in rows:
+        table.add_row(r["model"], f"{r['top1']:.2f}", f"{r['correct']}/{r['total']}", f"{r['macs'] / 1e6:.2f}",
+                      f"{r['params'] / 1e6:.3f}", f"{r['seconds']:.1f}")
+    out.print(table)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows if len(rows) > 1 else rows[0], indent=2) + "\n")
+        console.print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a zoo model from scratch on CIFAR (SGD + cosine, crop + flip)."""
+    import torch
+
+    from .data import load_cifar
+    from .evaluate import use_all_cores
+    from .models import create
+    from .train import TrainConfig, train
+
+    use_all_cores()
+    data = load_cifar(args.data, args.dataset, progress=not args.quiet)
+    torch.manual_seed(args.seed)  # the initialisation is part of what the seed reproduces
+    model = create(args.model, num_classes=data.num_classes)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+                         weight_decay=args.weight_decay, seed=args.seed, subset=args.subset,
+                         val_from=args.val_from)
+    result = train(model, data, config, out_dir=args.out, resume=args.resume, progress=not args.quiet)
+    console.print(f"[bold]{args.model}[/]: val top-1 {result.val_top1:.2f} %, test top-1 {result.test_top1:.2f} % "
+                  f"→ {result.weights_path}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List the model names `--model` accepts."""
+    from .models import CIFAR_MODELS, list_models
+
+    names = list_models()
+    out.print("[bold]CIFAR zoo[/] (32×32): " + ", ".join(CIFAR_MODELS))
+    tv = [n for n in names if n not in CIFAR_MODELS]
+    out.print("[bold]torchvision[/]: " + (", ".join(tv) if tv else "(install torchvision for these)"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for all subcommands."""
+    parser = argparse.ArgumentParser(prog="gnnrl", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"gnnrl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("eval", help="top-1 accuracy, MACs and params of models on a CIFAR split")
+    p.add_argument("--model", nargs="+", required=True, help="zoo or torchvision model name(s), e.g. resnet56")
+    p.add_argument("--weights", nargs="+", help="checkpoint per model (.th/.pt/.safetensors); default: the shared "
+                   "pre-trained weights for that name; 'none' for random init")
+    p.add_argument("--split", default="test", choices=("test", "val", "test_rest", "train"))
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_data_args(p)
+    _add_weights_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="train a zoo model from scratch on CIFAR (CPU, or GPU when present)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True, help="run folder: checkpoint, final weights, metrics")
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subset", type=int, help="train on only this many (class-balanced) images: a smoke run")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--quiet", action="store_true")
+    _add_data_args(p, val_from="train")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("models", help="list model names")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `gnnrl` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except GnnrlError as e:
+        console.print(Text.assemble(("gnnrl: error: ", "bold red"), str(e)), soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

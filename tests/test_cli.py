@@ -1,0 +1,56 @@
+"""The `gnnrl` command line: results as JSON, one clear message and exit code 2 for user errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gnnrl.cli import main
+
+
+def test_eval_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r.json"
+    assert main(["eval", "--model", "resnet20", "--split", "val", "--quiet", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["model"] == "resnet20" and result["split"] == "val" and result["total"] == 5000
+    assert result["macs"] == 40_551_040 and result["params"] == 269_722
+    assert 85 < result["top1"] < 100
+    assert "resnet20" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["eval", "--model", "resnet55"], "Did you mean"),
+        (["eval", "--model", "resnet20", "--data", "/nonexistent/cifar"], "does not exist"),
+        (["eval", "--model", "resnet20", "--weights", "/nonexistent.th"], "not found"),
+        (["eval", "--model", "resnet20", "resnet56", "--weights", "a.th"], "one each"),
+        (["eval", "--model", "cifar_vgg16_bn"], "no default checkpoint"),
+    ],
+)
+def test_user_errors_exit_2_with_one_message(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*argv, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "gnnrl: error:" in err and message in err
+    assert "Traceback" not in err
+
+
+def test_console_script_reports_wrong_architecture_without_traceback(weights: Callable[[str], Path]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gnnrl.cli", "eval", "--model", "resnet32", "--weights", str(weights("resnet20")),
+         "--quiet"], capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "does not fit model 'resnet32'" in proc.stderr and "fits: resnet20" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_models_lists_the_zoo(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet56" in out and "cifar_shufflenet_v2" in out
