@@ -13,10 +13,10 @@ from torch.fx.experimental.optimization import fuse
 
 from .data import Split
 
-# Measured on the 2-core CPU machines (benchmarks/eval_speed.py): with folded BN and channels-last,
-# batch 24–48 beats larger ones for CIFAR ResNets: a batch-32 activation map (16×32×32) stays in the 2 MB L2,
-# and the element-wise ops (ReLU, add) that are ~25% of the time are memory-bound.
-DEFAULT_BATCH_SIZE = 32
+# Measured on the 2-core CPU machines (benchmarks/eval_speed.py, docs/benchmarks.md): with folded BN and
+# channels-last, batches of 32–128 are within this machine's noise of each other, batch 512 is ~2× slower
+# (activations fall out of the 2 MB L2; ReLU and add are memory-bound, ~25% of the time). 64 sits in the middle.
+DEFAULT_BATCH_SIZE = 64
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,116 @@
+"""Tracing a model into a torch.fx graph, with one shape pass that records facts in `node.meta`.
+
+Keys written by the shape pass (one `fx.Interpreter` run on the example input, as in torch.fx's ShapeProp):
+  * ``node.meta["value"]``: the output for non-tensor results (sizes, ints), which later passes reuse;
+  * ``node.meta["shape"]``: the output tensor's shape (tensor results only);
+  * ``node.meta["macs"]`` / ``node.meta["params"]``: cost of conv / linear module calls (per sample).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from .cost import MAC_RULES
+from .errors import GnnrlError
+
+# Modules kept whole by the tracer beyond torch.nn's own. Their channels are pinned by the grouping pass.
+LEAF_MODULES: set[type[nn.Module]] = set()
+# Functions kept as single graph nodes instead of being traced through.
+AUTOWRAP_FUNCTIONS: set[Callable[..., Any]] = set()
+
+
+class TraceError(GnnrlError):
+    """A model could not be traced by torch.fx."""
+
+
+def register_leaf(cls: type[nn.Module]) -> type[nn.Module]:
+    """Keep modules of this class whole when tracing (usable as a class decorator)."""
+    LEAF_MODULES.add(cls)
+    return cls
+
+
+@dataclass
+class Graph:
+    """A traced model: the fx `GraphModule` (sharing the model's parameters) and its example input."""
+
+    module: fx.GraphModule
+    example_input: torch.Tensor
+
+    @property
+    def nodes(self) -> list[fx.Node]:
+        return list(self.module.graph.nodes)
+
+    def submodule(self, node: fx.Node) -> nn.Module:
+        """The module a `call_module` node calls."""
+        return self.module.get_submodule(str(node.target))
+
+
+class _Tracer(fx.Tracer):
+    def __init__(self, leaves: Iterable[type[nn.Module]], autowrap: Iterable[Callable[..., Any]]) -> None:
+        super().__init__(autowrap_functions=tuple(autowrap))
+        self.leaves = tuple(leaves)
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, self.leaves) or super().is_leaf_module(m, module_qualified_name)
+
+
+def trace(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    leaf_modules: Iterable[type[nn.Module]] = (),
+    autowrap_functions: Iterable[Callable[..., Any]] = (),
+) -> Graph:
+    """Symbolically trace `model` and run one shape pass on the first sample of `example_input`."""
+    tracer = _Tracer([*LEAF_MODULES, *leaf_modules], [*AUTOWRAP_FUNCTIONS, *autowrap_functions])
+    try:
+        graph = tracer.trace(model)
+    except Exception as e:  # fx raises many types (TraceError, TypeError, AttributeError…); all mean "untraceable"
+        raise TraceError(_explain(model, tracer, e)) from e
+    gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+    # Batch 1: shapes and per-sample MACs are what the later passes need, and id maps stay small.
+    example = example_input[:1]
+    with torch.no_grad():
+        _ShapePass(gm).run(example)
+    return Graph(gm, example)
+
+
+def _explain(model: nn.Module, tracer: _Tracer, e: Exception) -> str:
+    """Name the failing source line and module, and say how to mark it as a leaf."""
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if "/torch/" not in f.filename.replace("\\", "/")]
+    where = f" at {frames[-1].filename}:{frames[-1].lineno} ({frames[-1].line})" if frames else ""
+    stack = list(getattr(tracer, "module_stack", {}).items())
+    path, cls = "", type(model)
+    for name, entry in reversed(stack):
+        if name:
+            path = name
+            owner = model.get_submodule(name) if name else model
+            cls = type(owner)
+            break
+    inside = f" inside module '{path}' ({cls.__name__})" if path else ""
+    return (f"cannot trace {type(model).__name__}{inside}{where}: {str(e).splitlines()[0]}. Data-dependent Python "
+            f"control flow cannot be traced; mark the module as a leaf to keep it whole (its channels are then "
+            f"not pruned): gnnrl.trace(model, x, leaf_modules=[{cls.__name__}]) or gnnrl.register_leaf({cls.__name__}).")
+
+
+class _ShapePass(fx.Interpreter):
+    """Records shapes, non-tensor values and conv/linear costs into `node.meta`."""
+
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        if isinstance(out, torch.Tensor):
+            n.meta["shape"] = tuple(out.shape)
+        elif not isinstance(out, (list, tuple)) or not any(isinstance(o, torch.Tensor) for o in out):
+            n.meta["value"] = out
+        if n.op == "call_module":
+            m = self.module.get_submodule(str(n.target))
+            rule = MAC_RULES.get(type(m))
+            if rule is not None and isinstance(out, torch.Tensor):
+                n.meta["macs"] = rule(m, out)
+                n.meta["params"] = sum(p.numel() for p in m.parameters(recurse=False))
+        return out
