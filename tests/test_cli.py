@@ -54,3 +54,17 @@ def test_models_lists_the_zoo(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "resnet56" in out and "cifar_shufflenet_v2" in out
+
+
+def test_info_lists_groups_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "g.json"
+    assert main(["info", "--model", "resnet20", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "12 channel groups, 10 prunable" in text and "network output" in text
+    groups = json.loads(out.read_text())["groups"]
+    assert len(groups) == 12 and groups[1]["size"] == 64
+
+
+def test_info_unknown_model_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--model", "resnet55"]) == 2
+    assert "Did you mean" in capsys.readouterr().err

@@ -4,11 +4,17 @@ from .cost import Cost, count_flops
 from .data import Cifar, Split, load_cifar, load_split
 from .errors import DataError, GnnrlError, ModelError, WeightsError
 from .evaluate import EvalResult, evaluate
+from .groups import ChannelGroup, channel_groups
 from .models import create, list_models
+from .prune import PrunedModel, PruneError, cost_after, prune, ratios_for_budget
+from .saving import load, save
+from .trace import Graph, TraceError, register_leaf, trace
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Cifar", "Cost", "DataError", "EvalResult", "GnnrlError", "ModelError", "Split", "WeightsError",
-    "count_flops", "create", "evaluate", "list_models", "load_cifar", "load_split",
+    "ChannelGroup", "Cifar", "Cost", "DataError", "EvalResult", "GnnrlError", "Graph", "ModelError", "PruneError",
+    "PrunedModel", "Split", "TraceError", "WeightsError", "channel_groups", "cost_after", "count_flops", "create",
+    "evaluate", "list_models", "load", "load_cifar", "load_split", "prune", "ratios_for_budget", "register_leaf",
+    "save", "trace",
 ]

@@ -119,6 +119,39 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print the channel groups of a model: members, channels, MACs share, prunable or why not."""
+    import torch
+
+    from .groups import channel_groups
+    from .models import create, input_size
+    from .prune import original_cost
+    from .trace import trace
+
+    model = create(args.model, num_classes=args.num_classes).eval()
+    side = args.input_size or input_size(args.model)
+    graph = trace(model, torch.zeros(1, 3, side, side))
+    groups = channel_groups(graph)
+    total = original_cost(graph)
+    table = Table(title=f"{args.model}: {len(groups)} channel groups, {sum(g.prunable for g in groups)} prunable "
+                  f"({total}, input {side}×{side})")
+    for col in ("id", "members", "channels", "MACs %", "prunable"):
+        table.add_column(col, justify="right" if col in ("id", "channels", "MACs %") else "left")
+    for g in groups:
+        names = ", ".join(g.members[:3]) + (f" … (+{len(g.members) - 3})" if len(g.members) > 3 else "")
+        chans = f"{g.prunable_size}/{g.size}" if g.prunable_size != g.size else str(g.size)
+        table.add_row(str(g.id), names, chans, f"{100 * g.macs / total.macs:.1f}",
+                      "yes" if g.prunable else f"no: {g.reason}")
+    out.print(table)
+    if args.json:
+        from dataclasses import asdict
+
+        Path(args.json).write_text(json.dumps({"model": args.model, "input_size": side, "macs": total.macs,
+                                               "params": total.params, "groups": [asdict(g) for g in groups]},
+                                              indent=2) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands."""
     parser = argparse.ArgumentParser(prog="gnnrl", description=__doc__)
@@ -151,6 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     _add_data_args(p, val_from="train")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("info", help="channel groups of a model: what can be pruned, and why not")
+    p.add_argument("--model", required=True)
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--input-size", type=int, help="image side for tracing (default: 32 for the CIFAR zoo, else 224)")
+    p.add_argument("--json", help="also write the groups to this JSON file")
+    p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("models", help="list model names")
     p.set_defaults(func=cmd_models)

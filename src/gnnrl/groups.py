@@ -20,6 +20,7 @@ op this module does not understand, are pinned (kept), with a one-line reason â€
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,11 +134,13 @@ class _Pass:
 
     def union(self, a: np.ndarray, b: np.ndarray) -> None:
         a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
-        ok = (a >= 0) & (b >= 0)
+        ok = (a >= 0) & (b >= 0) & (a != b)
         if not ok.any():
             return
-        for x, y in np.unique(np.stack([a[ok], b[ok]], 1), axis=0):
-            rx, ry = self.find(int(x)), self.find(int(y))
+        # Activations repeat each pair over every spatial position: dedupe on one int64 key first.
+        pairs = np.unique(a[ok] * (1 << 31) + b[ok])
+        for x, y in zip((pairs >> 31).tolist(), (pairs & ((1 << 31) - 1)).tolist(), strict=True):
+            rx, ry = self.find(x), self.find(y)
             if rx != ry:
                 self.parent[max(rx, ry)] = min(rx, ry)
 
@@ -158,12 +161,14 @@ class _Pass:
         return torch.from_numpy(ids).view(view).expand(shape).contiguous(), ids
 
     def opaque(self, node: fx.Node, inputs: list[torch.Tensor], why: str) -> Any:
-        """Pin every input channel and give a tensor output fresh pinned ids."""
+        """Pin every input channel; a same-shaped output keeps the input's (now pinned) ids, others get new ones."""
         for t in inputs:
             self.pin(t, why)
         shape = node.meta.get("shape")
         if shape is None:
             return node.meta.get("value")
+        if inputs and tuple(inputs[0].shape) == tuple(shape):
+            return _Ids(inputs[0])
         t, ids = self.fresh_map(shape, f"opaque:{node.name}")
         self.pin(ids, why)
         return _Ids(t)
@@ -211,7 +216,7 @@ class _Pass:
         # A module called more than once would need the same slicing at every call: keep it whole.
         for target, count in self.calls.items():
             if count > 1:
-                for node, tgt, _, iu, ou in self.modules:
+                for _node, tgt, _, iu, ou in self.modules:
                     if tgt == target:
                         self.pin(iu, f"module {target} is called {count} times")
                         self.pin(ou, f"module {target} is called {count} times")
@@ -259,7 +264,8 @@ class _Pass:
             free = int((~pinned[units]).sum())
             why = next((reasons[int(u)] for u in units if int(u) in reasons), "")
             if not why and free < 2:
-                why = "a single channel"
+                why = ("a single channel" if len(members) == 1 and len(units) == 1 else
+                       "all its channels are tied into one unit (e.g. grouped convs around a channel shuffle)")
             groups.append(ChannelGroup(
                 id=g, size=len(units), prunable_size=free, members=tuple(members), consumers=consumers,
                 macs=sum(macs.get(m.node, 0) for m in touching if m.kind != "bn"), prunable=free >= 2,
@@ -481,7 +487,7 @@ def _layout(p: _Pass, node: fx.Node, args: tuple, kwargs: dict) -> Any:
 def _reshape(p: _Pass, node: fx.Node, args: tuple, kwargs: dict) -> _Ids:
     """view / reshape: literal sizes stay fixed after pruning, so ids spread along such a dim are tied."""
     x = args[0].t
-    sizes_arg = node.args[1:] if node.op == "call_method" else node.args[1:]
+    sizes_arg = node.args[1:]
     if len(sizes_arg) == 1 and isinstance(sizes_arg[0], (list, tuple)):
         sizes_arg = tuple(sizes_arg[0])
     shape = node.meta["shape"]
@@ -574,6 +580,11 @@ def _reduce(p: _Pass, node: fx.Node, args: tuple, kwargs: dict) -> _Ids:
     return _Ids(lo.reshape(shape))
 
 
+def _value(p: _Pass, node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """Shape queries (x.size(), x.dim(), x.shape): the value recorded by the shape pass."""
+    return node.meta.get("value")
+
+
 def _unsupported_channels(p: _Pass, node: fx.Node, args: tuple, kwargs: dict) -> Any:
     return p.opaque(node, _tensors((args, kwargs)), f"{_name(node)} mixes channels")
 
@@ -607,11 +618,22 @@ FUNCTION_RULES: dict[Any, Callable[..., Any]] = {
     torch.mean: _reduce, ".mean": _reduce, torch.sum: _reduce, ".sum": _reduce, torch.amax: _reduce,
     ".amax": _reduce,
     F.softmax: _unsupported_channels,
+    ".size": _value, ".dim": _value, ".numel": _value, getattr: _value,
 }
+
+
+def _register_torchvision_ops() -> None:
+    """torchvision wraps a few ops as single fx nodes; teach the rules about them once torchvision is loaded."""
+    if "torchvision" not in sys.modules:
+        return
+    from torchvision.ops import stochastic_depth
+
+    FUNCTION_RULES.setdefault(stochastic_depth, _same)  # identity in eval mode; element-wise in training
 
 
 def analyze(graph: Graph) -> Analysis:
     """Channel units, groups and per-layer slicing data of a traced graph (cached on the graph)."""
+    _register_torchvision_ops()
     cached = getattr(graph, "_analysis", None)
     if cached is None:
         with torch.no_grad():

@@ -73,6 +73,9 @@ def trace(
     except Exception as e:  # fx raises many types (TraceError, TypeError, AttributeError…); all mean "untraceable"
         raise TraceError(_explain(model, tracer, e)) from e
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
+    for attr in ("gnnrl_spec", "gnnrl_lineage"):  # how the model was built / pruned: save and re-prune need it
+        if hasattr(model, attr):
+            setattr(gm, attr, getattr(model, attr))
     # Batch 1: shapes and per-sample MACs are what the later passes need, and id maps stay small.
     example = example_input[:1]
     with torch.no_grad():
@@ -86,7 +89,7 @@ def _explain(model: nn.Module, tracer: _Tracer, e: Exception) -> str:
     where = f" at {frames[-1].filename}:{frames[-1].lineno} ({frames[-1].line})" if frames else ""
     stack = list(getattr(tracer, "module_stack", {}).items())
     path, cls = "", type(model)
-    for name, entry in reversed(stack):
+    for name, _entry in reversed(stack):
         if name:
             path = name
             owner = model.get_submodule(name) if name else model
@@ -95,7 +98,8 @@ def _explain(model: nn.Module, tracer: _Tracer, e: Exception) -> str:
     inside = f" inside module '{path}' ({cls.__name__})" if path else ""
     return (f"cannot trace {type(model).__name__}{inside}{where}: {str(e).splitlines()[0]}. Data-dependent Python "
             f"control flow cannot be traced; mark the module as a leaf to keep it whole (its channels are then "
-            f"not pruned): gnnrl.trace(model, x, leaf_modules=[{cls.__name__}]) or gnnrl.register_leaf({cls.__name__}).")
+            f"not pruned): gnnrl.trace(model, x, leaf_modules=[{cls.__name__}]) or "
+            f"gnnrl.register_leaf({cls.__name__}).")
 
 
 class _ShapePass(fx.Interpreter):

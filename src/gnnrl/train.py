@@ -140,8 +140,9 @@ def train(
                 sched.step()
                 loss_sum += loss.detach() * len(idx)
                 seen += len(idx)
-                info = f"epoch {epoch + 1}/{config.epochs} loss {float(loss_sum) / seen:.3f}" if step % 20 == 0 else None
-                bar.update(task, advance=1, **({"info": info} if info else {}))
+                if step % 20 == 0:
+                    bar.update(task, info=f"epoch {epoch + 1}/{config.epochs} loss {float(loss_sum) / seen:.3f}")
+                bar.update(task, advance=1)
             total_loss = float(loss_sum)
             val = evaluate(model, val_split, device=device)
             history.append({"epoch": epoch + 1, "train/loss": total_loss / seen, "val/top1": val.top1,

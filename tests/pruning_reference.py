@@ -1,0 +1,67 @@
+"""The reference a pruned model must equal: the original with removed channels' consumer weights zeroed."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+from gnnrl import channel_groups, count_flops, trace
+from gnnrl.groups import analyze
+from gnnrl.prune import PrunePlan, apply_plan, cost_after, make_plan
+from gnnrl.trace import Graph
+
+
+def masked_reference(graph: Graph, plan: PrunePlan) -> fx.GraphModule:
+    """A copy of the traced model in which every conv/linear ignores the removed input channels."""
+    ref = copy.deepcopy(graph.module)
+    for m in analyze(graph).modules:
+        if m.kind == "bn":
+            continue
+        removed = np.flatnonzero((m.in_units >= 0) & ~plan.keep[np.maximum(m.in_units, 0)])
+        if not len(removed):
+            continue
+        mod = ref.get_submodule(m.target)
+        w = mod.weight.data
+        if isinstance(mod, nn.Linear) or mod.groups == 1:
+            w[:, torch.from_numpy(removed)] = 0
+        elif mod.groups == mod.in_channels:  # depthwise: the filters reading a removed channel
+            mult = mod.out_channels // mod.in_channels
+            rows = np.concatenate([np.arange(c * mult, (c + 1) * mult) for c in removed])
+            w[torch.from_numpy(rows)] = 0
+        else:  # grouped: the weight's in-dim position is shared by every group
+            per = mod.in_channels // mod.groups
+            w[:, torch.from_numpy(np.unique(removed % per))] = 0
+    return ref
+
+
+def randomise_bn(model: nn.Module) -> nn.Module:
+    """Non-trivial BN statistics, so that a wrongly kept or dropped channel changes the output."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5, generator=g)
+            m.running_var.uniform_(0.5, 1.5, generator=g)
+            m.weight.data.uniform_(0.5, 1.5, generator=g)
+            m.bias.data.uniform_(-0.5, 0.5, generator=g)
+    return model.eval()
+
+
+def check_exact(model: nn.Module, side: int = 16, seed: int = 0, low: float = 0.1, high: float = 0.8) -> None:
+    """Random per-group ratios: pruned == masked original, and analytic cost == measured cost."""
+    torch.manual_seed(seed)
+    model = randomise_bn(model)
+    x = torch.randn(2, 3, side, side)
+    graph = trace(model, x)
+    rng = np.random.default_rng(seed)
+    ratios = {g.id: float(rng.uniform(low, high)) for g in channel_groups(graph) if g.prunable}
+    plan = make_plan(graph, ratios)
+    pruned = apply_plan(graph, plan)
+    with torch.no_grad():
+        out, ref = pruned(x), masked_reference(graph, plan)(x)
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max()))
+    assert cost_after(graph, plan) == count_flops(pruned, (1, 3, side, side))
+    assert count_flops(pruned, (1, 3, side, side)).macs < count_flops(model, (1, 3, side, side)).macs

@@ -1,0 +1,65 @@
+"""Tracing: shapes and costs in node.meta; an untraceable module gets an error that says what to do."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+from torch import nn
+
+import gnnrl
+from gnnrl import TraceError, channel_groups, create, trace
+
+
+class Branchy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if y.sum() > 0:  # data-dependent Python control flow: fx cannot trace this
+            return y
+        return -y
+
+
+class Outer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = Branchy()
+        self.head = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def test_python_branch_raises_a_clear_trace_error() -> None:
+    with pytest.raises(TraceError) as e:
+        trace(Outer(), torch.randn(1, 3, 8, 8))
+    msg = str(e.value)
+    assert "'body' (Branchy)" in msg and "test_trace.py" in msg and "leaf_modules=[Branchy]" in msg
+
+
+def test_leaf_module_is_kept_whole_and_pinned() -> None:
+    graph = trace(Outer(), torch.randn(1, 3, 8, 8), leaf_modules=[Branchy])
+    groups = channel_groups(graph)
+    assert not any(g.prunable for g in groups)
+    assert any("Branchy is not understood" in g.reason for g in groups)
+
+
+def test_register_leaf(monkeypatch: pytest.MonkeyPatch) -> None:
+    trace_module = importlib.import_module("gnnrl.trace")  # the module, not the function gnnrl.trace
+    monkeypatch.setattr(trace_module, "LEAF_MODULES", set())
+    gnnrl.register_leaf(Branchy)
+    assert Branchy in trace_module.LEAF_MODULES
+    trace(Outer(), torch.randn(1, 3, 8, 8))  # no error now
+
+
+def test_shape_pass_records_shapes_and_costs() -> None:
+    graph = trace(create("resnet20"), torch.randn(8, 3, 32, 32))
+    assert graph.example_input.shape == (1, 3, 32, 32)
+    conv1 = next(n for n in graph.nodes if n.target == "conv1")
+    assert conv1.meta["shape"] == (1, 16, 32, 32)
+    assert conv1.meta["macs"] == 16 * 32 * 32 * 27 and conv1.meta["params"] == 432
+    assert sum(n.meta.get("macs", 0) for n in graph.nodes) == gnnrl.count_flops(create("resnet20")).macs
