@@ -271,7 +271,8 @@ def original_cost(graph: Graph) -> Cost:
 
 
 def ratios_for_budget(graph: Graph, budget: float, profile: Mapping[int, float] | None = None,
-                      importance: str | np.ndarray = "l1", max_ratio: float = 0.95) -> dict[int, float]:
+                      importance: str | np.ndarray = "l1", max_ratio: float = 0.95,
+                      round_to: int = 1) -> dict[int, float]:
     """Scale a per-group ratio profile (default: uniform) so that MACs fall to `budget` × the original.
 
     Bisection on the scale s of ratios min(s·profile, max_ratio); the result meets the budget (≤).
@@ -290,14 +291,14 @@ def ratios_for_budget(graph: Graph, budget: float, profile: Mapping[int, float] 
         return {g: min(max_ratio, s * p) for g, p in prof.items()}
 
     hi = max_ratio / min(p for p in prof.values() if p > 0)  # every group at max_ratio
-    if cost_after(graph, at(hi), scores).macs > target:
-        best = cost_after(graph, at(hi), scores).macs / original_cost(graph).macs
+    if cost_after(graph, at(hi), scores, round_to).macs > target:
+        best = cost_after(graph, at(hi), scores, round_to).macs / original_cost(graph).macs
         raise PruneError(f"budget {budget:.3f} cannot be met: pruning every group to {max_ratio:.0%} leaves "
                          f"{best:.3f} of the MACs")
     lo = 0.0
     for _ in range(40):
         mid = (lo + hi) / 2
-        if cost_after(graph, at(mid), scores).macs > target:
+        if cost_after(graph, at(mid), scores, round_to).macs > target:
             lo = mid
         else:
             hi = mid
