@@ -46,9 +46,9 @@ def main() -> None:
     x, y = test.normalized, test.labels
     xc = x.contiguous(memory_format=torch.channels_last)
     plain = gnnrl.create(args.model, weights=default_weights(args.model)).eval()
-    fast = inference_copy(plain)
+    fast = inference_copy(plain, x[:1])
     variants = [("plain", plain, x, bs) for bs in (32, 128, 512)]
-    variants += [("fused+cl", fast, xc, bs) for bs in (16, 32, 64, 128)]
+    variants += [("fused+cl+inplace", fast, xc, bs) for bs in (16, 32, 64, 128)]
     timed(fast, xc[:640], y[:640], 32)  # warm-up
     runs: dict[str, list[float]] = {}
     correct: dict[str, int] = {}

@@ -53,9 +53,9 @@ def main() -> None:
     pruned8 = prune(graph, ratios=ratios_for_budget(graph, args.budget, round_to=8), round_to=8)
 
     variants = {"original": model, "pruned": pruned.module,
-                "original (folded BN, channels-last)": inference_copy(model),
-                "pruned (folded BN, channels-last)": inference_copy(pruned.module),
-                "pruned round_to=8 (folded BN, channels-last)": inference_copy(pruned8.module)}
+                "original (folded BN, channels-last, in-place)": inference_copy(model, x1),
+                "pruned (folded BN, channels-last, in-place)": inference_copy(pruned.module, x1),
+                "pruned round_to=8 (folded BN, channels-last, in-place)": inference_copy(pruned8.module, x1)}
     latency: dict[str, dict[int, float]] = {k: {} for k in variants}
     for batch, repeats in ((1, 200), (256, 10)):
         x = torch.randn(batch, 3, 32, 32)

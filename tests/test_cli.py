@@ -68,3 +68,11 @@ def test_info_lists_groups_and_writes_json(tmp_path: Path, capsys: pytest.Captur
 def test_info_unknown_model_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "--model", "resnet55"]) == 2
     assert "Did you mean" in capsys.readouterr().err
+
+
+def test_graph_prints_motifs_and_draws(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    png = tmp_path / "g.png"
+    assert main(["graph", "--model", "resnet20", "--out", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert "11 motif instances" in text and "conv3x3-bn-relu-conv3x3-bn-add-relu" in text
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,10 +29,15 @@ def test_fast_path_matches_the_plain_module(cifar: Cifar, weights: Callable[[str
     fast, plain = evaluate(model, val), evaluate(model, val, fast=False, batch_size=500)
     assert fast.correct == plain.correct
     x = val.normalized[:64]
+    copy = inference_copy(model, x)
+    in_place = [n for n in copy.graph.nodes if n.target is operator.iadd or n.kwargs.get("inplace")]
+    assert len(in_place) >= 9 + 19, "every residual add and every ReLU of ResNet-20 runs in place"
+    x_before = x.clone()
     with torch.inference_mode():
         ref = model.eval()(x)
-        out = inference_copy(model)(x.contiguous(memory_format=torch.channels_last))
+        out = copy(x.contiguous(memory_format=torch.channels_last))
     assert torch.allclose(out, ref, atol=1e-4)
+    assert torch.equal(x, x_before), "the input is never updated in place"
 
 
 def test_evaluate_leaves_the_model_as_it_was(cifar: Cifar) -> None:

@@ -152,6 +152,34 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_graph(args: argparse.Namespace) -> int:
+    """Build the hierarchical computational graph, print motif types with counts, optionally draw it."""
+    import torch
+
+    from .hierarchy import build_hierarchy
+    from .models import create, input_size
+    from .trace import trace
+
+    side = args.input_size or input_size(args.model)
+    graph = trace(create(args.model, num_classes=args.num_classes).eval(), torch.zeros(1, 3, side, side))
+    h = build_hierarchy(graph, levels=args.levels)
+    table = Table(title=f"{args.model}: {len(h.comp.nodes)} feature maps, {len(h.comp.edges)} operations → "
+                  f"{len(h.levels[-2])} motif instances of {len(h.motif_counts(len(h.levels) - 2))} types → top "
+                  f"graph of {len(h.top.nodes)} nodes")
+    for col in ("motif", "count", "nodes", "operations"):
+        table.add_column(col, justify="right" if col in ("count", "nodes") else "left")
+    for level in range(len(h.levels) - 1):
+        for key, count in h.motif_counts(level).most_common():
+            example = next(g for g in h.levels[level] if g.motif == key)
+            table.add_row(f"L{level + 1}:{key[:6]}", str(count), str(len(example.nodes)), h.motif_names.get(key, ""))
+    out.print(table)
+    if args.out:
+        from .plot import draw_hierarchy
+
+        console.print(f"wrote {draw_hierarchy(h, args.out, args.model)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands."""
     parser = argparse.ArgumentParser(prog="gnnrl", description=__doc__)
@@ -191,6 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, help="image side for tracing (default: 32 for the CIFAR zoo, else 224)")
     p.add_argument("--json", help="also write the groups to this JSON file")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("graph", help="hierarchical computational graph: motif types, counts and a drawing")
+    p.add_argument("--model", required=True)
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--input-size", type=int, help="image side for tracing (default: 32 for the CIFAR zoo, else 224)")
+    p.add_argument("--levels", type=int, default=2, choices=(2, 3))
+    p.add_argument("--out", help="draw the levels to this image file (.png, .svg, .pdf)")
+    p.set_defaults(func=cmd_graph)
 
     p = sub.add_parser("models", help="list model names")
     p.set_defaults(func=cmd_models)

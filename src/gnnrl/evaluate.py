@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import operator
 import os
 import time
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.fx.experimental.optimization import fuse
+from torch.fx.passes.shape_prop import ShapeProp
 
 from .data import Split
 
@@ -56,18 +59,52 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def inference_copy(model: nn.Module) -> nn.Module:
+def inference_copy(model: nn.Module, example: torch.Tensor | None = None) -> nn.Module:
     """An eval-mode copy with BatchNorm folded into the preceding convs, in channels-last layout.
 
-    Measured ~1.6× faster than the plain module on these CPUs (benchmarks/eval_speed.py). BN folding
+    Measured ~1.3–1.6× faster than the plain module on these CPUs (benchmarks/eval_speed.py). With an
+    `example` input, ReLUs and residual adds also run in place where that is safe (~10% more). All of it
     needs a torch.fx trace; a model that does not trace is only converted to channels-last.
     """
     m = copy.deepcopy(model).eval()
     try:
         m = fuse(m)
+        if example is not None:
+            _run_in_place(m, example)
     except (torch.fx.proxy.TraceError, TypeError, RuntimeError, AttributeError, NotImplementedError, ValueError):
-        pass  # untraceable control flow: folding is an optimisation, the copy is still correct
+        pass  # untraceable control flow: these are optimisations, the copy is still correct
     return m.to(memory_format=torch.channels_last)
+
+
+_FRESH_MODULES = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm)
+_RELUS = (F.relu, torch.relu)
+
+
+def _run_in_place(gm: torch.fx.GraphModule, example: torch.Tensor) -> None:
+    """Rewrite `relu(t)` and `t + u` to update `t` in place when `t` is a fresh tensor used only there.
+
+    ReLU and add are memory-bound on CPUs; in place they skip an allocation and a write stream. "Fresh"
+    means produced by a conv / linear / BN or by an add or ReLU we made in-place (never a view or an input),
+    so no other tensor can observe the update; adds also need `t` to have the result's shape (no broadcast).
+    """
+    ShapeProp(gm).propagate(example[:1])
+    fresh: set[torch.fx.Node] = set()
+    for n in gm.graph.nodes:
+        if n.op == "call_module" and isinstance(gm.get_submodule(str(n.target)), _FRESH_MODULES):
+            fresh.add(n)
+        elif n.op == "call_function" and n.args and isinstance(n.args[0], torch.fx.Node):
+            src = n.args[0]
+            if src not in fresh or len(src.users) != 1:
+                continue
+            if n.target in _RELUS:
+                n.target, n.kwargs = F.relu, {**n.kwargs, "inplace": True}
+                fresh.add(n)
+            elif n.target in (operator.add, torch.add) and not n.kwargs and \
+                    src.meta.get("tensor_meta") and n.meta.get("tensor_meta") and \
+                    src.meta["tensor_meta"].shape == n.meta["tensor_meta"].shape:
+                n.target = operator.iadd
+                fresh.add(n)
+    gm.recompile()
 
 
 def evaluate(
@@ -87,7 +124,7 @@ def evaluate(
     inputs = split.normalized.to(device)
     labels = split.labels.to(device)
     was_training = model.training
-    runner = inference_copy(model) if fast else model.eval()
+    runner = inference_copy(model, inputs[:1]) if fast else model.eval()
     if fast:
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     correct = 0

@@ -88,6 +88,7 @@ class Analysis:
     unit_of_id: np.ndarray  # channel id -> unit
     modules: list[ModuleChannels]
     pads: list[PadChannels]
+    node_units: dict[str, np.ndarray]  # fx node name -> unit of each position of its dim 1 (-1: not a channel)
     num_units: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -115,6 +116,7 @@ class _Pass:
         self.modules: list[tuple[str, str, str, np.ndarray, np.ndarray]] = []
         self.pads: list[tuple[str, np.ndarray, int, int, int]] = []
         self.calls: dict[str, int] = {}
+        self.node_ids: dict[str, np.ndarray] = {}
 
     # ---- union-find over channel ids -----------------------------------------------------------------
     def new_ids(self, n: int, source: str) -> np.ndarray:
@@ -178,6 +180,11 @@ class _Pass:
         env: dict[fx.Node, Any] = {}
         for node in self.graph.module.graph.nodes:
             env[node] = self.visit(node, env)
+            out = env[node]
+            if isinstance(out, _Ids) and out.t.dim() >= 2:
+                ids = _vector(out.t, 1)
+                if ids is not None:
+                    self.node_ids[node.name] = ids
         return self.finish()
 
     def visit(self, node: fx.Node, env: dict[fx.Node, Any]) -> Any:
@@ -271,7 +278,8 @@ class _Pass:
                 macs=sum(macs.get(m.node, 0) for m in touching if m.kind != "bn"), prunable=free >= 2,
                 reason="" if free >= 2 else why,
             ))
-        return Analysis(groups, unit_group, pinned, unit_of_id, modules, pads)
+        node_units = {n: _units(ids, unit_of_id) for n, ids in self.node_ids.items()}
+        return Analysis(groups, unit_group, pinned, unit_of_id, modules, pads, node_units)
 
 
 def _units(ids: np.ndarray, unit_of_id: np.ndarray) -> np.ndarray:

@@ -1,0 +1,83 @@
+"""Drawing the hierarchical graph: the top level, and one instance of every motif type (matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .hierarchy import Hierarchy, SubGraph
+
+
+def _layers(n: int, edges: list[tuple[int, int]]) -> list[tuple[float, float]]:
+    """x = longest-path depth from the source, y = spread of the nodes sharing a depth."""
+    depth = [0] * n
+    for _ in range(n):  # small graphs: relax until stable
+        changed = False
+        for s, d in edges:
+            if depth[d] < depth[s] + 1:
+                depth[d], changed = depth[s] + 1, True
+        if not changed:
+            break
+    pos: list[tuple[float, float]] = [(0.0, 0.0)] * n
+    by_depth: dict[int, list[int]] = {}
+    for v in range(n):
+        by_depth.setdefault(depth[v], []).append(v)
+    for x in sorted(by_depth):
+        vs = by_depth[x]
+        # barycentre ordering: place a node near its predecessors, which avoids most crossings
+        preds = {v: [pos[s][1] for s, d in edges if d == v] for v in vs}
+        vs.sort(key=lambda v: sum(preds[v]) / len(preds[v]) if preds[v] else 0.0)
+        for i, v in enumerate(vs):
+            pos[v] = (float(x), (i - (len(vs) - 1) / 2) * 1.2)
+    return pos
+
+
+def _draw(ax, g: SubGraph, labels: list[str], colors: list[str], title: str) -> None:  # type: ignore[no-untyped-def]
+    pos = _layers(len(g.nodes), g.edges)
+    for (s, d), label, color in zip(g.edges, labels, colors, strict=True):
+        (x0, y0), (x1, y1) = pos[s], pos[d]
+        rad = 0.35 if abs(x1 - x0) > 1 or (y0 == y1 and x1 == x0) else 0.0
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                    arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.6,
+                                "connectionstyle": f"arc3,rad={rad}", "shrinkA": 6, "shrinkB": 6})
+        if label:  # arc3 bends to the right of the direction of travel: put the label on the bulge
+            bulge = -rad * abs(x1 - x0) / 2
+            ax.text((x0 + x1) / 2, (y0 + y1) / 2 + bulge + (0.15 if bulge >= 0 else -0.3), label, fontsize=7,
+                    ha="center", color=color)
+    xs, ys = [p[0] for p in pos], [p[1] for p in pos]
+    ax.scatter(xs, ys, s=22, color="black", zorder=3)
+    ax.set_title(title, fontsize=9, loc="left")
+    ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
+    ax.set_ylim(min(ys) - 1.2, max(ys) + 1.2)
+    ax.axis("off")
+
+
+def draw_hierarchy(h: Hierarchy, path: str | Path, title: str = "") -> Path:
+    """Save a figure: the top graph with edges coloured by motif type, then one panel per motif type."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    motifs = h.levels[-2]
+    counts = h.motif_counts(len(h.levels) - 2)
+    types = [k for k, _ in counts.most_common()]
+    palette = plt.get_cmap("tab10")
+    color = {k: matplotlib.colors.to_hex(palette(i % 10)) for i, k in enumerate(types)}
+    fig = plt.figure(figsize=(max(10.0, len(h.top.nodes) * 0.45), 2.6 + 2.2 * len(types)))
+    grid = fig.add_gridspec(1 + len(types), 1)
+    top = fig.add_subplot(grid[0])
+    top_colors = [color[motifs[c[1]].motif] for c in h.top.children]
+    _draw(top, h.top, [""] * len(h.top.edges), top_colors,
+          f"{title} top level: {len(h.top.nodes)} feature maps, {len(h.top.edges)} motif edges")
+    for row, key in enumerate(types, start=1):
+        ax = fig.add_subplot(grid[row])
+        example = next(g for g in motifs if g.motif == key)
+        labels = [h.comp.edges[c[1]].op if c[0] == "edge" else "motif" for c in example.children]
+        _draw(ax, example, labels, [color[key]] * len(labels),
+              f"motif {key[:6]} × {counts[key]}: {h.motif_names.get(key, '')[:120]}")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,87 @@
+"""m-GNN: eq. 4 and eq. 5 as written, invariance to node numbering, sensitivity to pruning, gradients, batching."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from gnnrl import channel_groups, create, trace
+from gnnrl.gnn import EdgeGNNConv, MotifPool, MultiStageEncoder
+from gnnrl.hierarchy import build_hierarchy
+from gnnrl.prune import make_plan
+
+
+@pytest.fixture(scope="module")
+def setup():  # type: ignore[no-untyped-def]
+    graph = trace(create("resnet20"), torch.randn(1, 3, 32, 32))
+    h = build_hierarchy(graph)
+    torch.manual_seed(0)
+    enc = MultiStageEncoder(h, channels=32, num_groups=len(channel_groups(graph))).eval()
+    return graph, h, enc
+
+
+def test_edge_conv_is_equation_4() -> None:
+    torch.manual_seed(0)
+    conv = EdgeGNNConv(3)
+    x = torch.randn(3, 3)
+    edge_index = torch.tensor([[0, 1, 0], [2, 2, 1]])
+    e = torch.randn(3, 3)
+    out = conv(x, edge_index, e)
+    w = conv.lin.weight
+    expected2 = (w @ (x[0] * e[0]) + w @ (x[1] * e[1])) / 2  # node 2 has c = 2 neighbours
+    assert torch.allclose(out[2], expected2, atol=1e-6)
+    assert torch.allclose(out[1], w @ (x[0] * e[2]), atol=1e-6)
+    assert torch.equal(out[0], torch.zeros(3))
+
+
+def test_pool_is_equation_5() -> None:
+    pool = MotifPool([2, 3])
+    with torch.no_grad():
+        pool.alpha.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
+    h = torch.arange(10.0).view(5, 2)
+    out = pool(h, torch.tensor([0, 1, 2, 3, 4]), torch.tensor([0, 0, 1, 1, 1]), 2)
+    assert torch.equal(out[0], 1 * h[0] + 2 * h[1]) and torch.equal(out[1], 3 * h[2] + 4 * h[3] + 5 * h[4])
+
+
+def test_embedding_is_invariant_to_node_numbering(setup) -> None:  # type: ignore[no-untyped-def]
+    _, h, enc = setup
+    feats = h.comp.edge_features()
+    shuffled = copy.deepcopy(enc)
+    torch.manual_seed(1)
+    for t, lvl in enumerate(shuffled.levels):  # renumber every node of every level at random
+        perm = torch.randperm(lvl.num_nodes)  # new node i is old node perm[i]
+        new_id = torch.empty_like(perm)
+        new_id[perm] = torch.arange(lvl.num_nodes)
+        lvl.edge_index = new_id[lvl.edge_index]
+        lvl.slot, lvl.batch = lvl.slot[perm], lvl.batch[perm]
+        rows = shuffled.group_rows[:, 1] == t
+        shuffled.group_rows[rows, 2:] = new_id[shuffled.group_rows[rows, 2:]]
+    with torch.no_grad():
+        before, after = enc(feats), shuffled(feats)
+    assert torch.allclose(before.g, after.g, atol=1e-5)
+    assert torch.allclose(before.groups, after.groups, atol=1e-5)
+
+
+def test_embedding_changes_when_a_group_is_pruned(setup) -> None:  # type: ignore[no-untyped-def]
+    graph, h, enc = setup
+    group = next(g.id for g in channel_groups(graph) if g.prunable and len(g.members) == 1)
+    plan = make_plan(graph, {group: 0.5})
+    with torch.no_grad():
+        full, pruned = enc(h.comp.edge_features()), enc(h.comp.edge_features(plan.keep))
+    assert not torch.allclose(full.g, pruned.g)
+    assert not torch.allclose(full.groups[0, group], pruned.groups[0, group])
+
+
+def test_batch_of_states_in_one_pass_and_gradients_reach_every_parameter(setup) -> None:  # type: ignore[no-untyped-def]
+    graph, h, enc = setup
+    states = torch.stack([h.comp.edge_features(make_plan(graph, r).keep) for r in (0.0, 0.3, 0.6)])
+    out = enc(states)
+    assert out.g.shape == (3, 32) and out.groups.shape == (3, len(channel_groups(graph)), 64)
+    with torch.no_grad():
+        single = enc(states[1])
+    assert torch.allclose(out.g[1], single.g[0], atol=1e-5)
+    (out.g.pow(2).sum() + out.groups.pow(2).sum()).backward()
+    dead = [n for n, p in enc.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert dead == []
