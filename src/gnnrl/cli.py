@@ -180,6 +180,32 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    """Search a per-group pruning policy under a budget with the GNN-RL agent."""
+    from dataclasses import replace
+
+    from .agent import DDPGConfig
+    from .data import load_cifar
+    from .evaluate import use_all_cores
+    from .models import canonical_name, create
+    from .search import SearchConfig, search
+
+    name = canonical_name(args.model)
+    weights = _resolve_weights(name, args.weights, args.dataset)
+    use_all_cores()
+    data = load_cifar(args.data, args.dataset, progress=not args.quiet)
+    model = create(name, num_classes=data.num_classes, weights=weights, allow_pickle=args.allow_pickle)
+    config = SearchConfig(budget=args.budget, metric=args.metric, episodes=args.episodes, warmup=args.warmup,
+                          seed=args.seed, max_steps=args.max_steps, bn_recal=args.bn_recal,
+                          val_from=args.val_from, val_size=args.val_size,
+                          agent=replace(DDPGConfig(), head=args.head))
+    result = search(model, data, config, out_dir=args.out, resume=args.resume, progress=not args.quiet)
+    out.print(f"[bold]{name}[/] at {result.macs_ratio:.3f} of the MACs: best val top-1 {result.val_top1:.2f} % "
+              f"(episode {result.episode}) vs uniform L1 {result.uniform_val_top1:.2f} % — before fine-tuning. "
+              f"Policy: {Path(args.out) / 'policy.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands."""
     parser = argparse.ArgumentParser(prog="gnnrl", description=__doc__)
@@ -227,6 +253,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", type=int, default=2, choices=(2, 3))
     p.add_argument("--out", help="draw the levels to this image file (.png, .svg, .pdf)")
     p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("search", help="GNN-RL search of a per-group pruning policy under a MACs/params budget")
+    p.add_argument("--model", required=True)
+    p.add_argument("--weights", help="checkpoint (default: the shared pre-trained weights for that name)")
+    p.add_argument("--budget", type=float, default=0.5, help="fraction of the original MACs/params to keep")
+    p.add_argument("--metric", default="macs", choices=("macs", "params"))
+    p.add_argument("--episodes", type=int, default=180, help="total episodes, warm-up included (paper: 180)")
+    p.add_argument("--warmup", type=int, default=30, help="episodes of random actions first (paper: 30)")
+    p.add_argument("--max-steps", type=int, default=5, help="pruning steps per episode before the budget is forced")
+    p.add_argument("--bn-recal", type=int, default=500,
+                   help="training images for re-estimating BatchNorm statistics before each evaluation (0: off)")
+    p.add_argument("--val-size", type=int, default=5000, help="validation images (paper: 5000)")
+    p.add_argument("--head", default="graph", choices=("graph", "groups"),
+                   help="actor head: MLP over the graph embedding (paper) or per channel group")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run folder: policy.json, history.jsonl, rewards.png, checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from OUT/checkpoint.pt")
+    p.add_argument("--quiet", action="store_true")
+    _add_data_args(p)
+    _add_weights_args(p)
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("models", help="list model names")
     p.set_defaults(func=cmd_models)

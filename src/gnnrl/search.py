@@ -1,0 +1,226 @@
+"""`gnnrl search`: find a per-group pruning policy under a budget with the GNN-RL agent (paper §4).
+
+Warm-up episodes take uniform random actions; later ones the actor's, with truncated-normal noise whose
+std decays every episode. Every transition goes to the replay buffer (intermediate rewards 0, the final
+one −error minus a moving baseline), and after warm-up the agent makes one DDPG update per step taken.
+After every episode a checkpoint holds everything the run depends on — agent, optimisers, replay buffer,
+random generators, evaluation cache — so `resume=True` continues a killed run exactly as if it had not been
+interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .agent import DDPG, DDPGConfig, ReplayBuffer
+from .data import Cifar
+from .env import DNNGraphEnv, EnvConfig, uniform_removed
+from .errors import GnnrlError
+from .evaluate import evaluate
+from .progress import progress_bar
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Settings of a search; the defaults are the paper's (5k validation images from test, 30 + 150 episodes)."""
+
+    budget: float = 0.5
+    metric: str = "macs"
+    episodes: int = 180
+    """total episodes, warm-up included"""
+    warmup: int = 30
+    """episodes of uniform random actions before the agent acts and learns"""
+    seed: int = 0
+    max_steps: int = 5
+    bn_recal: int = 500
+    """training images for re-estimating BatchNorm statistics before each evaluation (0: off; see EnvConfig)"""
+    importance: str = "l1"
+    val_from: str = "test"
+    val_size: int = 5000
+    baseline_decay: float = 0.95
+    """moving reward baseline: b ← decay·b + (1 − decay)·reward"""
+    agent: DDPGConfig = field(default_factory=DDPGConfig)
+    levels: int = 2
+
+    def env_config(self) -> EnvConfig:
+        return EnvConfig(budget=self.budget, metric=self.metric, max_steps=self.max_steps,
+                         importance=self.importance, bn_recal=self.bn_recal, levels=self.levels)
+
+
+@dataclass
+class SearchResult:
+    """The best policy found and the run's record."""
+
+    policy: dict[int, float]
+    """fraction of each prunable group's channels removed"""
+    removed: list[int]
+    """channels removed per prunable group (in `group_ids` order): replays the policy exactly"""
+    group_ids: list[int]
+    val_top1: float
+    macs_ratio: float
+    params_ratio: float
+    episode: int
+    history: list[dict[str, Any]]
+    uniform_val_top1: float
+
+
+def make_env(model: nn.Module, data: Cifar, config: SearchConfig) -> DNNGraphEnv:
+    """The search's environment: val split per `config`, BN recalibration images from the training split."""
+    val = data.split("val", val_from=config.val_from, val_size=config.val_size)
+    recal = data.split("train", val_from=config.val_from).balanced_subset(max(config.bn_recal, 10), seed=1) \
+        if config.bn_recal else None
+    return DNNGraphEnv(model, val, config.env_config(), recal)
+
+
+def search(
+    model: nn.Module,
+    data: Cifar,
+    config: SearchConfig = SearchConfig(),
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_episode_end: Callable[[dict[str, Any]], bool | None] | None = None,
+) -> SearchResult:
+    """Run the GNN-RL search; with `out_dir`, write policy.json, history.jsonl, rewards.png and checkpoints."""
+    if config.warmup >= config.episodes:
+        raise GnnrlError(f"warm-up ({config.warmup}) must be shorter than the search ({config.episodes} episodes)")
+    env = make_env(model, data, config)
+    agent = DDPG(env.hierarchy, env.group_ids, len(env.analysis.groups), config.agent, config.seed)
+    buffer = ReplayBuffer(config.agent.replay_size, env.observation_space.shape, len(env.group_ids))
+    rng = np.random.default_rng(config.seed)
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt = out / "checkpoint.pt" if out else None
+    state: dict[str, Any] = {"episode": 0, "baseline": None, "best": None, "history": []}
+    if resume:
+        if ckpt is None or not ckpt.is_file():
+            raise GnnrlError(f"--resume given but there is no checkpoint at {ckpt}; start without --resume")
+        saved = torch.load(ckpt, weights_only=True)
+        if saved["config"] != json.loads(json.dumps(asdict(config))):
+            raise GnnrlError(f"{ckpt} was made with other settings ({saved['config']}); resume with those")
+        agent.load_state_dict(saved["agent"])
+        buffer.load_state_dict(saved["buffer"])
+        rng.bit_generator.state = saved["rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        env.cache.update(saved["cache"])
+        state = {k: saved[k] for k in ("episode", "baseline", "best", "history")}
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+
+    uniform = env.evaluate_removed(uniform_removed(env))
+    bar = progress_bar(progress, counts=True)
+    task = bar.add_task("search", total=config.episodes, completed=state["episode"], info="")
+    with bar:
+        for ep in range(state["episode"], config.episodes):
+            t0 = time.perf_counter()
+            warm = ep < config.warmup
+            sigma = 0.0 if warm else config.agent.noise_init * config.agent.noise_decay ** (ep - config.warmup)
+            obs, _ = env.reset(seed=config.seed + ep)
+            steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = []
+            done, reward, info = False, 0.0, {}
+            while not done:
+                action = rng.random(len(env.group_ids)) if warm else agent.act(obs, sigma, rng)
+                nxt, reward, done, _, info = env.step(action)
+                steps.append((obs, action, nxt, done))
+                obs = nxt
+            base = state["baseline"]
+            state["baseline"] = reward if base is None else \
+                config.baseline_decay * base + (1 - config.baseline_decay) * reward
+            for s, a, s2, d in steps:
+                buffer.add(s, a, (reward - state["baseline"]) if d else 0.0, s2, d)
+            losses: list[dict[str, float]] = []
+            if not warm:
+                losses = [agent.update(buffer.sample(config.agent.batch_size, rng)) for _ in steps]
+            record = {"episode": ep + 1, "phase": "warmup" if warm else "agent", "reward": reward,
+                      "val_top1": 100 * info["accuracy"], "macs_ratio": info["macs_ratio"],
+                      "params_ratio": info["params_ratio"], "steps": len(steps), "sigma": sigma,
+                      "removed": [int(r) for r in info["removed"]], "seconds": time.perf_counter() - t0}
+            for key in ("agent/critic_loss", "agent/actor_loss"):
+                if losses:
+                    record[key] = float(np.mean([x[key] for x in losses]))
+            state["history"].append(record)
+            if state["best"] is None or reward > state["best"]["reward"]:
+                state["best"] = record
+            state["episode"] = ep + 1
+            bar.update(task, advance=1, info=f"best val {state['best']['val_top1']:.2f} % "
+                       f"(uniform {100 * uniform:.2f} %) · last {record['val_top1']:.2f} %")
+            if out:
+                _write_outputs(out, env, config, state, uniform, model)
+                torch.save({"config": json.loads(json.dumps(asdict(config))), "agent": agent.state_dict(),
+                            "buffer": buffer.state_dict(), "rng": rng.bit_generator.state,
+                            "torch_rng": torch.get_rng_state(), "cache": dict(env.cache), **state}, ckpt)
+            if on_episode_end is not None and on_episode_end(record):
+                break
+    return _result(env, state, uniform)
+
+
+def _result(env: DNNGraphEnv, state: dict[str, Any], uniform: float) -> SearchResult:
+    best = state["best"]
+    removed = np.array(best["removed"])
+    return SearchResult(
+        policy={g: float(r / n) for g, r, n in zip(env.group_ids, removed, env.sizes, strict=True)},
+        removed=[int(r) for r in removed], group_ids=list(env.group_ids), val_top1=best["val_top1"],
+        macs_ratio=best["macs_ratio"], params_ratio=best["params_ratio"], episode=best["episode"],
+        history=state["history"], uniform_val_top1=100 * uniform)
+
+
+def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: dict[str, Any], uniform: float,
+                   model: nn.Module) -> None:
+    """policy.json (best so far), history.jsonl (one line per episode) and rewards.png."""
+    result = _result(env, state, uniform)
+    spec = getattr(model, "gnnrl_spec", None)
+    policy = {
+        "model": asdict(spec) if spec is not None else None, "budget": config.budget, "metric": config.metric,
+        "val_top1": result.val_top1, "uniform_val_top1": result.uniform_val_top1,
+        "macs_ratio": result.macs_ratio, "params_ratio": result.params_ratio, "episode": result.episode,
+        "episodes_run": state["episode"], "seed": config.seed,
+        "ratios": {str(g): r for g, r in result.policy.items()},
+        "removed": dict(zip(map(str, result.group_ids), result.removed, strict=True)),
+        "config": asdict(config),
+    }
+    (out / "policy.json").write_text(json.dumps(policy, indent=2) + "\n")
+    with open(out / "history.jsonl", "w") as f:
+        for rec in state["history"]:
+            f.write(json.dumps(rec) + "\n")
+    plot_rewards(state["history"], out / "rewards.png", config.warmup, 100 * uniform)
+
+
+def plot_rewards(history: list[dict[str, Any]], path: Path, warmup: int, uniform: float) -> None:
+    """Validation top-1 per episode, best so far, the uniform baseline, and the warm-up phase shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["episode"] for r in history]
+    acc = [r["val_top1"] for r in history]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.axvspan(0.5, min(warmup, max(ep)) + 0.5, color="0.92", label="warm-up (random actions)")
+    ax.plot(ep, acc, ".", color="tab:blue", alpha=0.6, label="episode")
+    ax.plot(ep, np.maximum.accumulate(acc), color="tab:red", label="best so far")
+    ax.axhline(uniform, color="tab:green", ls="--", label=f"uniform L1 ({uniform:.2f} %)")
+    ax.set_xlabel("episode")
+    ax.set_ylabel("validation top-1 before fine-tuning (%)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate_policy(env: DNNGraphEnv, removed: list[int], split: Any) -> float:
+    """Top-1 (%) of the network pruned by `removed` (BN recalibrated as in the search) on another split."""
+    from .env import recalibrate_bn
+    from .prune import apply_plan
+
+    module = apply_plan(env.graph, env.plan_for(np.asarray(removed)))
+    if env.recal_images is not None:
+        recalibrate_bn(module, env.recal_images)
+    return evaluate(module, split).top1

@@ -1,0 +1,91 @@
+"""DNN-Graph environment: the Gymnasium contract, budgets always met, BN recalibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+from gnnrl import create, evaluate
+from gnnrl.data import Cifar
+from gnnrl.env import DNNGraphEnv, EnvConfig, recalibrate_bn, uniform_removed
+from gnnrl.errors import GnnrlError
+from gnnrl.prune import apply_plan, cost_after, original_cost
+
+
+@pytest.fixture(scope="module")
+def small(cifar: Cifar):  # type: ignore[no-untyped-def]
+    """40 validation and 64 recalibration images: the contract does not need more."""
+    return cifar.split("val").balanced_subset(40), cifar.split("train").balanced_subset(64)
+
+
+def test_gymnasium_env_checker(small) -> None:  # type: ignore[no-untyped-def]
+    val, recal = small
+    env = DNNGraphEnv(create("resnet20"), val, EnvConfig(bn_recal=64), recal)
+    check_env(env, skip_render_check=True)
+
+
+@pytest.mark.parametrize(("name", "budget", "metric"), [
+    ("resnet20", 0.5, "macs"), ("resnet56", 0.3, "macs"), ("cifar_mobilenet_v2", 0.6, "macs"),
+    ("cifar_shufflenet_v2", 0.6, "macs"), ("cifar_vgg16_bn", 0.2, "macs"), ("resnet20", 0.5, "params"),
+])
+def test_budget_always_met_over_random_actions(name: str, budget: float, metric: str, small) -> None:  # type: ignore[no-untyped-def]
+    val, _ = small
+    env = DNNGraphEnv(create(name), val.subset(8), EnvConfig(budget=budget, metric=metric, bn_recal=0))
+    rng = np.random.default_rng(0)
+    key = "macs_ratio" if metric == "macs" else "params_ratio"
+    for episode in range(8):
+        env.reset(seed=episode)
+        scale = [1.0, 0.05, 0.0, 0.3][episode % 4]  # big steps, tiny steps (step cap), zeros, in between
+        done, steps, info = False, 0, {}
+        while not done:
+            _, reward, done, _, info = env.step(scale * rng.random(env.action_space.shape[0]))
+            steps += 1
+        assert budget - env.config.tolerance <= info[key] <= budget, (episode, info[key])
+        assert steps <= env.config.max_steps and -1.0 <= reward <= 0.0
+
+
+def test_uniform_baseline_lands_on_budget_and_matches_prune(small) -> None:  # type: ignore[no-untyped-def]
+    val, _ = small
+    env = DNNGraphEnv(create("resnet56"), val, EnvConfig(budget=0.5, bn_recal=0))
+    removed = uniform_removed(env)
+    fractions = removed / env.sizes
+    assert fractions.max() - fractions.min() < 0.1, "one ratio for every group (up to rounding)"
+    cost = cost_after(env.graph, env.plan_for(removed))
+    assert 0.48 <= cost.macs / original_cost(env.graph).macs <= 0.5
+
+
+def test_bn_recalibration_helps_a_pruned_resnet(cifar: Cifar, weights) -> None:  # type: ignore[no-untyped-def]
+    """The measured fact behind the --bn-recal default: stale BN statistics dominate the reward otherwise."""
+    val = cifar.split("val").balanced_subset(1000)
+    recal = cifar.split("train").balanced_subset(2000, seed=1)
+    env = DNNGraphEnv(create("resnet20", weights=weights("resnet20")), val, EnvConfig(budget=0.5, bn_recal=0))
+    plain = env.evaluate_removed(uniform_removed(env))
+    env_recal = DNNGraphEnv(env.graph, val, EnvConfig(budget=0.5, bn_recal=2000), recal)
+    recalibrated = env_recal.evaluate_removed(uniform_removed(env_recal))
+    assert recalibrated > plain + 0.1, (plain, recalibrated)
+
+
+def test_recalibrate_bn_recomputes_statistics() -> None:
+    bn = torch.nn.BatchNorm2d(3)
+    x = torch.randn(64, 3, 4, 4) * 3 + 2
+    recalibrate_bn(torch.nn.Sequential(bn).eval(), x)
+    assert torch.allclose(bn.running_mean, x.mean((0, 2, 3)), atol=1e-5)
+    assert not bn.training and bn.momentum == 0.1, "mode and momentum are restored"
+    assert torch.allclose(bn.running_var, x.var((0, 2, 3), unbiased=True), atol=1e-4)
+
+
+def test_unreachable_budget_is_refused(small) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(GnnrlError, match="cannot be met"):
+        DNNGraphEnv(create("resnet20"), small[0], EnvConfig(budget=0.001, bn_recal=0))
+
+
+def test_reward_is_minus_the_validation_error(small) -> None:  # type: ignore[no-untyped-def]
+    val, _ = small
+    env = DNNGraphEnv(create("resnet20"), val, EnvConfig(bn_recal=0))
+    env.reset()
+    _, reward, done, _, _ = env.step(np.ones(env.action_space.shape[0]))
+    assert done
+    pruned = apply_plan(env.graph, env.plan_for(env.removed))
+    assert reward == pytest.approx(evaluate(pruned, val).top1 / 100 - 1)
