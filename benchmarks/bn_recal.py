@@ -19,7 +19,7 @@ from eval_speed import write_section
 
 import gnnrl
 from gnnrl.data import load_cifar
-from gnnrl.env import recalibrate_bn
+from gnnrl.env import EnvConfig, recalibrate_bn
 from gnnrl.evaluate import evaluate, use_all_cores
 from gnnrl.paths import default_weights
 from gnnrl.prune import apply_plan
@@ -42,7 +42,7 @@ def main() -> None:
     use_all_cores()
     data = load_cifar(progress=False)
     model = gnnrl.create(args.model, weights=default_weights(args.model))
-    env = make_env(model, data, SearchConfig(bn_recal=max(SIZES)))
+    env = make_env(model, data, SearchConfig(env=EnvConfig(bn_recal=max(SIZES))))
     rng = np.random.default_rng(0)
     acc: dict[int, list[float]] = {n: [] for n in SIZES}
     secs: dict[int, list[float]] = {n: [] for n in SIZES}

@@ -12,11 +12,12 @@ from gnnrl import create
 from gnnrl.agent import DDPGConfig
 from gnnrl.cli import main
 from gnnrl.data import Cifar
+from gnnrl.env import EnvConfig
 from gnnrl.errors import GnnrlError
 from gnnrl.paths import default_weights
 from gnnrl.search import SearchConfig, search
 
-TINY = SearchConfig(episodes=4, warmup=2, val_size=100, bn_recal=64, max_steps=3,
+TINY = SearchConfig(episodes=4, warmup=2, val_size=100, env=EnvConfig(bn_recal=64, max_steps=3),
                     agent=DDPGConfig(channels=16, hidden=32, batch_size=8))
 
 

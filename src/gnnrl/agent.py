@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .gnn import MultiStageEncoder
+from .gnn import Encoding, MultiStageEncoder
 from .hierarchy import Hierarchy
 
 
@@ -44,6 +44,9 @@ class DDPGConfig:
     """the noise std is multiplied by this after every episode"""
     head: str = "graph"
     """'graph': MLP over g (paper); 'groups': shared per-group MLP over [group embedding, g]"""
+    updates_per_episode: int = 20
+    """DDPG updates after each post-warm-up episode. Episodes are mostly one step long here (a step may prune
+    as much as the budget needs), so AMC's one-update-per-step would leave the agent nearly untrained"""
 
 
 class Batch(NamedTuple):
@@ -109,7 +112,7 @@ class Actor(nn.Module):
                                      nn.Linear(h, len(group_ids)))
 
     def forward(self, states: Tensor) -> Tensor:
-        enc = self.encoder(states)
+        enc = encode(self.encoder, states)
         if self.head == "groups":
             per_group = enc.groups[:, self.group_ids]  # (B, A, 2C)
             g = enc.g.unsqueeze(1).expand(-1, per_group.shape[1], -1)
@@ -127,7 +130,15 @@ class Critic(nn.Module):
                                  nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
 
     def forward(self, states: Tensor, actions: Tensor) -> Tensor:
-        return self.mlp(torch.cat([self.encoder(states).g, actions], -1)).squeeze(-1)
+        return self.mlp(torch.cat([encode(self.encoder, states).g, actions], -1)).squeeze(-1)
+
+
+def encode(encoder: MultiStageEncoder, states: Tensor) -> Encoding:
+    """Encode a batch, running the m-GNN once per *distinct* state (replayed batches repeat the start state)."""
+    flat = states.reshape(states.shape[0], -1)
+    unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
+    enc = encoder(unique.view(-1, *states.shape[1:]))
+    return Encoding(enc.g[inverse], enc.groups[inverse])
 
 
 def polyak_update(source: nn.Module, target: nn.Module, tau: float) -> None:

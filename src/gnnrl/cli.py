@@ -186,6 +186,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     from .agent import DDPGConfig
     from .data import load_cifar
+    from .env import EnvConfig
     from .evaluate import use_all_cores
     from .models import canonical_name, create
     from .search import SearchConfig, search
@@ -195,10 +196,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     use_all_cores()
     data = load_cifar(args.data, args.dataset, progress=not args.quiet)
     model = create(name, num_classes=data.num_classes, weights=weights, allow_pickle=args.allow_pickle)
-    config = SearchConfig(budget=args.budget, metric=args.metric, episodes=args.episodes, warmup=args.warmup,
-                          seed=args.seed, max_steps=args.max_steps, bn_recal=args.bn_recal,
-                          val_from=args.val_from, val_size=args.val_size,
-                          agent=replace(DDPGConfig(), head=args.head))
+    env = EnvConfig(budget=args.budget, metric=args.metric, max_steps=args.max_steps, bn_recal=args.bn_recal)
+    config = SearchConfig(env=env, agent=replace(DDPGConfig(), head=args.head), episodes=args.episodes,
+                          warmup=args.warmup, seed=args.seed, val_from=args.val_from, val_size=args.val_size)
     result = search(model, data, config, out_dir=args.out, resume=args.resume, progress=not args.quiet)
     out.print(f"[bold]{name}[/] at {result.macs_ratio:.3f} of the MACs: best val top-1 {result.val_top1:.2f} % "
               f"(episode {result.episode}) vs uniform L1 {result.uniform_val_top1:.2f} % — before fine-tuning. "

@@ -2,7 +2,8 @@
 
 Warm-up episodes take uniform random actions; later ones the actor's, with truncated-normal noise whose
 std decays every episode. Every transition goes to the replay buffer (intermediate rewards 0, the final
-one −error minus a moving baseline), and after warm-up the agent makes one DDPG update per step taken.
+one −error minus a moving baseline), and after each post-warm-up episode the agent makes
+`DDPGConfig.updates_per_episode` DDPG updates.
 After every episode a checkpoint holds everything the run depends on — agent, optimisers, replay buffer,
 random generators, evaluation cache — so `resume=True` continues a killed run exactly as if it had not been
 interrupted.
@@ -25,7 +26,7 @@ from .agent import DDPG, DDPGConfig, ReplayBuffer
 from .data import Cifar
 from .env import DNNGraphEnv, EnvConfig, uniform_removed
 from .errors import GnnrlError
-from .evaluate import evaluate
+from .evaluate import EvalResult, evaluate
 from .progress import progress_bar
 
 
@@ -33,27 +34,23 @@ from .progress import progress_bar
 class SearchConfig:
     """Settings of a search; the defaults are the paper's (5k validation images from test, 30 + 150 episodes)."""
 
-    budget: float = 0.5
-    metric: str = "macs"
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """budget, metric, step cap, BN recalibration…"""
+    agent: DDPGConfig = field(default_factory=DDPGConfig)
     episodes: int = 180
     """total episodes, warm-up included"""
     warmup: int = 30
     """episodes of uniform random actions before the agent acts and learns"""
     seed: int = 0
-    max_steps: int = 5
-    bn_recal: int = 500
-    """training images for re-estimating BatchNorm statistics before each evaluation (0: off; see EnvConfig)"""
-    importance: str = "l1"
     val_from: str = "test"
     val_size: int = 5000
     baseline_decay: float = 0.95
     """moving reward baseline: b ← decay·b + (1 − decay)·reward"""
-    agent: DDPGConfig = field(default_factory=DDPGConfig)
-    levels: int = 2
 
-    def env_config(self) -> EnvConfig:
-        return EnvConfig(budget=self.budget, metric=self.metric, max_steps=self.max_steps,
-                         importance=self.importance, bn_recal=self.bn_recal, levels=self.levels)
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> SearchConfig:
+        """Inverse of `dataclasses.asdict` (as stored in policy.json and checkpoints)."""
+        return SearchConfig(**{**d, "env": EnvConfig(**d["env"]), "agent": DDPGConfig(**d["agent"])})
 
 
 @dataclass
@@ -76,9 +73,9 @@ class SearchResult:
 def make_env(model: nn.Module, data: Cifar, config: SearchConfig) -> DNNGraphEnv:
     """The search's environment: val split per `config`, BN recalibration images from the training split."""
     val = data.split("val", val_from=config.val_from, val_size=config.val_size)
-    recal = data.split("train", val_from=config.val_from).balanced_subset(max(config.bn_recal, 10), seed=1) \
-        if config.bn_recal else None
-    return DNNGraphEnv(model, val, config.env_config(), recal)
+    n = config.env.bn_recal
+    recal = data.split("train", val_from=config.val_from).balanced_subset(max(n, 10), seed=1) if n else None
+    return DNNGraphEnv(model, val, config.env, recal)
 
 
 def search(
@@ -138,7 +135,8 @@ def search(
                 buffer.add(s, a, (reward - state["baseline"]) if d else 0.0, s2, d)
             losses: list[dict[str, float]] = []
             if not warm:
-                losses = [agent.update(buffer.sample(config.agent.batch_size, rng)) for _ in steps]
+                losses = [agent.update(buffer.sample(config.agent.batch_size, rng))
+                          for _ in range(config.agent.updates_per_episode)]
             record = {"episode": ep + 1, "phase": "warmup" if warm else "agent", "reward": reward,
                       "val_top1": 100 * info["accuracy"], "macs_ratio": info["macs_ratio"],
                       "params_ratio": info["params_ratio"], "steps": len(steps), "sigma": sigma,
@@ -178,7 +176,8 @@ def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: dic
     result = _result(env, state, uniform)
     spec = getattr(model, "gnnrl_spec", None)
     policy = {
-        "model": asdict(spec) if spec is not None else None, "budget": config.budget, "metric": config.metric,
+        "model": asdict(spec) if spec is not None else None, "budget": config.env.budget,
+        "metric": config.env.metric,
         "val_top1": result.val_top1, "uniform_val_top1": result.uniform_val_top1,
         "macs_ratio": result.macs_ratio, "params_ratio": result.params_ratio, "episode": result.episode,
         "episodes_run": state["episode"], "seed": config.seed,
@@ -215,12 +214,12 @@ def plot_rewards(history: list[dict[str, Any]], path: Path, warmup: int, uniform
     plt.close(fig)
 
 
-def evaluate_policy(env: DNNGraphEnv, removed: list[int], split: Any) -> float:
-    """Top-1 (%) of the network pruned by `removed` (BN recalibrated as in the search) on another split."""
+def evaluate_policy(env: DNNGraphEnv, removed: list[int], split: Any) -> EvalResult:
+    """Accuracy of the network pruned by `removed` (BN recalibrated as in the search) on any split."""
     from .env import recalibrate_bn
     from .prune import apply_plan
 
     module = apply_plan(env.graph, env.plan_for(np.asarray(removed)))
     if env.recal_images is not None:
         recalibrate_bn(module, env.recal_images)
-    return evaluate(module, split).top1
+    return evaluate(module, split)
