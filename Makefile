@@ -15,8 +15,10 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[vision,dev]'
 	touch $@
 
+# The main job so far: evaluate the shared ResNets, then a short GNN-RL search on ResNet-20 (~3 min on 2 cores).
 demo: $(BIN)/.installed
 	$(BIN)/gnnrl eval --model resnet20 resnet56 --split test --json runs/demo/eval.json
+	$(BIN)/gnnrl search --model resnet20 --budget 0.5 --episodes 60 --warmup 20 --out runs/demo/search
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks

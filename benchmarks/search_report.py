@@ -24,6 +24,7 @@ from gnnrl.data import load_cifar
 from gnnrl.env import uniform_removed
 from gnnrl.evaluate import use_all_cores
 from gnnrl.paths import default_weights
+from gnnrl.prune import original_cost
 from gnnrl.search import SearchConfig, evaluate_policy, make_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +53,7 @@ def main() -> None:
     with_recal = time.perf_counter() - t
     costs = {label: gnnrl.cost_after(env.graph, env.plan_for(np.array(r)))
              for label, r in (("gnn-rl", best), ("uniform", uniform))}
-    base = gnnrl.prune.original_cost(env.graph)
+    base = original_cost(env.graph)
     total_s = sum(h["seconds"] for h in history)
     result = {"run": str(run), "model": name, "episodes": len(history), "best_episode": policy["episode"],
               "budget": config.env.budget, "scores_top1": scores,

@@ -207,11 +207,6 @@ class DNNGraphEnv(gym.Env):
         return info
 
 
-def budget_ratio(info: dict[str, Any], metric: str) -> float:
-    """The budgeted metric's ratio from a step's info."""
-    return float(info["macs_ratio"] if metric == "macs" else info["params_ratio"])
-
-
 def uniform_removed(env: DNNGraphEnv) -> np.ndarray:
     """The uniform-ratio baseline at the env's budget: one ratio for every group, scaled to land on budget."""
     env.reset()

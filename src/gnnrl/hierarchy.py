@@ -21,8 +21,6 @@ import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .graph import _PARAMETRIC, CompGraph, build
 from .trace import Graph
 
@@ -231,17 +229,3 @@ def _describe(ops: list[str]) -> str:
         if not seen or seen[-1] != op:
             seen.append(op)
     return "-".join(seen)
-
-
-def level_arrays(h: Hierarchy, level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flattened structure of one level: edge_index (2 × E), graph id per node, canonical position per node."""
-    src, dst, batch, canon = [], [], [], []
-    offset = 0
-    for gi, g in enumerate(h.levels[level]):
-        for s, d in g.edges:
-            src.append(offset + s)
-            dst.append(offset + d)
-        batch.extend([gi] * len(g.nodes))
-        canon.extend(range(len(g.nodes)))
-        offset += len(g.nodes)
-    return np.array([src, dst], dtype=np.int64).reshape(2, -1), np.array(batch), np.array(canon)
