@@ -49,5 +49,5 @@ def test_training_learns_and_resumes_identically(cifar: Cifar, tmp_path: Path) -
 def test_resume_refuses_other_settings(cifar: Cifar, tmp_path: Path) -> None:
     config = TrainConfig(epochs=1, batch_size=64, subset=128)
     train(create("resnet20"), cifar, config, out_dir=tmp_path, progress=False)
-    with pytest.raises(GnnrlError, match="different settings"):
+    with pytest.raises(GnnrlError, match="other settings"):
         train(create("resnet20"), cifar, replace(config, lr=0.3), out_dir=tmp_path, resume=True, progress=False)

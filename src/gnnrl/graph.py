@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -86,6 +86,10 @@ class CompGraph:
     _orig_in: np.ndarray  # (E,) original input channels
     _orig_out: np.ndarray  # (E,) original output channels
     edge_groups: list[tuple[int, ...]]  # per edge: channel groups whose channels the edge produces
+    _depthwise: np.ndarray = field(init=False)  # per edge: MACs scale with output channels only
+
+    def __post_init__(self) -> None:
+        self._depthwise = np.array([e.op.startswith("dwconv") for e in self.edges], dtype=bool)
 
     @property
     def num_edges(self) -> int:
@@ -108,10 +112,6 @@ class CompGraph:
         # MACs scale with the kept fractions of input and output channels (depthwise: output only)
         feats[:, b + 6] *= np.where(self._depthwise, frac_out, frac_in * frac_out)
         return torch.from_numpy(feats.astype(np.float32))
-
-    @property
-    def _depthwise(self) -> np.ndarray:
-        return np.array([e.op.startswith("dwconv") for e in self.edges])
 
 
 def _count(units: np.ndarray | None, keep: np.ndarray) -> int:

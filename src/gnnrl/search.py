@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .agent import DDPG, DDPGConfig, ReplayBuffer
+from .checkpoint import load_for_resume
 from .data import Cifar
 from .env import DNNGraphEnv, EnvConfig, uniform_removed
 from .errors import GnnrlError
@@ -98,11 +99,7 @@ def search(
     ckpt = out / "checkpoint.pt" if out else None
     state: dict[str, Any] = {"episode": 0, "baseline": None, "best": None, "history": []}
     if resume:
-        if ckpt is None or not ckpt.is_file():
-            raise GnnrlError(f"--resume given but there is no checkpoint at {ckpt}; start without --resume")
-        saved = torch.load(ckpt, weights_only=True)
-        if saved["config"] != json.loads(json.dumps(asdict(config))):
-            raise GnnrlError(f"{ckpt} was made with other settings ({saved['config']}); resume with those")
+        saved = load_for_resume(ckpt, json.loads(json.dumps(asdict(config))))
         agent.load_state_dict(saved["agent"])
         buffer.load_state_dict(saved["buffer"])
         rng.bit_generator.state = saved["rng"]
@@ -151,12 +148,15 @@ def search(
             bar.update(task, advance=1, info=f"best val {state['best']['val_top1']:.2f} % "
                        f"(uniform {100 * uniform:.2f} %) · last {record['val_top1']:.2f} %")
             if out:
-                _write_outputs(out, env, config, state, uniform, model)
+                last = state["episode"] == config.episodes
+                _write_outputs(out, env, config, state, uniform, model, plot=last or state["episode"] % 10 == 0)
                 torch.save({"config": json.loads(json.dumps(asdict(config))), "agent": agent.state_dict(),
                             "buffer": buffer.state_dict(), "rng": rng.bit_generator.state,
                             "torch_rng": torch.get_rng_state(), "cache": dict(env.cache), **state}, ckpt)
             if on_episode_end is not None and on_episode_end(record):
                 break
+    if out and state["history"]:
+        plot_rewards(state["history"], out / "rewards.png", config.warmup, 100 * uniform)
     return _result(env, state, uniform)
 
 
@@ -171,8 +171,8 @@ def _result(env: DNNGraphEnv, state: dict[str, Any], uniform: float) -> SearchRe
 
 
 def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: dict[str, Any], uniform: float,
-                   model: nn.Module) -> None:
-    """policy.json (best so far), history.jsonl (one line per episode) and rewards.png."""
+                   model: nn.Module, plot: bool) -> None:
+    """policy.json (best so far), history.jsonl (one line per episode) and, when `plot`, rewards.png."""
     result = _result(env, state, uniform)
     spec = getattr(model, "gnnrl_spec", None)
     policy = {
@@ -186,10 +186,10 @@ def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: dic
         "config": asdict(config),
     }
     (out / "policy.json").write_text(json.dumps(policy, indent=2) + "\n")
-    with open(out / "history.jsonl", "w") as f:
-        for rec in state["history"]:
-            f.write(json.dumps(rec) + "\n")
-    plot_rewards(state["history"], out / "rewards.png", config.warmup, 100 * uniform)
+    # Rewritten whole (small): after a resume it must hold exactly the checkpointed episodes.
+    (out / "history.jsonl").write_text("".join(json.dumps(rec) + "\n" for rec in state["history"]))
+    if plot:  # matplotlib costs ~0.1 s: not every episode
+        plot_rewards(state["history"], out / "rewards.png", config.warmup, 100 * uniform)
 
 
 def plot_rewards(history: list[dict[str, Any]], path: Path, warmup: int, uniform: float) -> None:

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
+from .checkpoint import load_for_resume
 from .data import Cifar, normalize
-from .errors import GnnrlError
 from .evaluate import default_device, evaluate
 from .progress import progress_bar
 
@@ -105,11 +105,7 @@ def train(
     out = Path(out_dir) if out_dir is not None else None
     ckpt_path = out / "checkpoint.pt" if out else None
     if resume:
-        if ckpt_path is None or not ckpt_path.is_file():
-            raise GnnrlError(f"--resume given but no checkpoint at {ckpt_path}; start without --resume")
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if ckpt["config"] != asdict(config):
-            raise GnnrlError(f"{ckpt_path} was made with different settings {ckpt['config']}; resume with those")
+        ckpt = load_for_resume(ckpt_path, asdict(config), map_location=device)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
