@@ -49,7 +49,8 @@ def randomise_bn(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def check_exact(model: nn.Module, side: int = 16, seed: int = 0, low: float = 0.1, high: float = 0.8) -> None:
+def check_exact(model: nn.Module, side: int = 16, seed: int = 0, low: float = 0.1, high: float = 0.8,
+                shrinks: bool = True) -> None:
     """Random per-group ratios: pruned == masked original, and analytic cost == measured cost."""
     torch.manual_seed(seed)
     model = randomise_bn(model)
@@ -64,4 +65,5 @@ def check_exact(model: nn.Module, side: int = 16, seed: int = 0, low: float = 0.
     assert out.shape == ref.shape
     assert (out - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max()))
     assert cost_after(graph, plan) == count_flops(pruned, (1, 3, side, side))
-    assert count_flops(pruned, (1, 3, side, side)).macs < count_flops(model, (1, 3, side, side)).macs
+    if shrinks:
+        assert count_flops(pruned, (1, 3, side, side)).macs < count_flops(model, (1, 3, side, side)).macs

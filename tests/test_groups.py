@@ -172,3 +172,32 @@ def test_resnet20_groups() -> None:
     assert sorted(g.size for g in groups if g.prunable and len(g.members) == 1) == [16] * 3 + [32] * 3 + [64] * 3
     pinned = {g.reason for g in groups if not g.prunable}
     assert pinned == {"network input", "network output"}
+
+
+class ScaledView(nn.Module):  # a per-channel parameter reshaped in forward: pruning would have to slice it
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.head = cbr(3, 8), nn.Conv2d(8, 4, 1)
+        self.scale = nn.Parameter(torch.linspace(0.5, 1.5, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stem(x) * self.scale.view(1, -1, 1, 1))
+
+
+class WithToken(nn.Module):  # a learned constant concatenated to the features (as ViT's class token)
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.head = cbr(3, 8), nn.Conv2d(8, 4, 1)
+        self.token = nn.Parameter(torch.randn(1, 8, 1, 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.stem(x)
+        return self.head(torch.cat([self.token.expand(y.shape[0], -1, -1, -1), y], 2))
+
+
+@pytest.mark.parametrize("cls", [ScaledView, WithToken])
+def test_channels_tied_to_constants_are_pinned(cls: type[nn.Module]) -> None:
+    groups = channel_groups(trace(cls(), torch.randn(1, 3, 16, 16)))
+    stem = next(g for g in groups if "stem.0" in g.members)
+    assert not stem.prunable and stem.reason
+    check_exact(cls(), shrinks=False)  # nothing else is prunable here, and nothing breaks

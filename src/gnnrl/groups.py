@@ -201,8 +201,8 @@ class _Pass:
                 self.pin(t, "network output")
             return None
         tensors = _tensors((args, kwargs))
-        if not tensors:  # arithmetic on sizes and other Python values
-            return node.meta.get("value")
+        if not tensors:  # sizes, other Python values, or tensors computed from constants (parameters, buffers)
+            return _constant(node, args, kwargs)
         if node.op == "call_module":
             module = self.graph.module.get_submodule(str(node.target))
             self.calls[str(node.target)] = self.calls.get(str(node.target), 0) + 1
@@ -282,6 +282,25 @@ class _Pass:
         return Analysis(groups, unit_group, pinned, unit_of_id, modules, pads, node_units)
 
 
+def _constant(node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """The value of a node none of whose inputs carry channels: recorded by the shape pass, or recomputed.
+
+    Ops on parameters and buffers (`self.scale.view(1, -1, 1, 1)`, `self.cls_token.expand(n, -1, -1)`) are run
+    on the real tensors, so a per-channel constant still reaches the element-wise rule that pins it.
+    """
+    if "value" in node.meta or "shape" not in node.meta:
+        return node.meta.get("value")
+    if any(isinstance(a, torch.Tensor) for a in _flat((args, list(kwargs.values())))):
+        try:
+            if node.op == "call_function":
+                return node.target(*args, **kwargs)  # type: ignore[operator]
+            if node.op == "call_method":
+                return getattr(args[0], str(node.target))(*args[1:], **kwargs)
+        except (TypeError, RuntimeError, ValueError):
+            pass
+    return torch.zeros(node.meta["shape"])  # an unknown constant: no channels, shape kept
+
+
 def _units(ids: np.ndarray, unit_of_id: np.ndarray) -> np.ndarray:
     out = np.full(len(ids), NO_CHANNEL, dtype=np.int64)
     ok = ids >= 0
@@ -315,9 +334,11 @@ def _tensors(tree: Any) -> list[torch.Tensor]:
 
 
 def _raw(tree: Any) -> Any:
-    """Replace id maps by their tensors, so a torch op can run on them."""
+    """Replace id maps by their tensors, and constant tensors by channel-free maps, so an op can run on them."""
     if isinstance(tree, _Ids):
         return tree.t
+    if isinstance(tree, torch.Tensor):  # a constant (e.g. a class token concatenated to the features)
+        return torch.full(tree.shape, NO_CHANNEL, dtype=torch.long)
     if isinstance(tree, (list, tuple)):
         return type(tree)(_raw(x) for x in tree)
     if isinstance(tree, dict):
