@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cost import Cost
 from .data import Split
 from .errors import GnnrlError
 from .evaluate import DEFAULT_BATCH_SIZE, evaluate
@@ -187,17 +188,22 @@ class DNNGraphEnv(gym.Env):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         a = np.nan_to_num(np.asarray(action, dtype=np.float64).reshape(-1), nan=0.0)
         nxt = self._after(a, 1.0)
-        target = self.config.budget * self.base
-        terminated = self._cost(nxt) <= target or self.t == self.config.max_steps - 1
+        plan = self.plan_for(nxt)
+        cost = cost_after(self.graph, plan)  # one plan and one cost per state: check, observation and info
+        terminated = self._metric_of(cost) <= self.config.budget * self.base or self.t == self.config.max_steps - 1
         if terminated:
             nxt = self._land(a)
+            plan = self.plan_for(nxt)
+            cost = cost_after(self.graph, plan)
         self.removed, self.t = nxt, self.t + 1
         accuracy = self.evaluate_removed(self.removed) if terminated else None
         reward = -(1.0 - accuracy) if accuracy is not None else 0.0
-        return self._features(self.removed), float(reward), bool(terminated), False, self._info(accuracy)
+        obs = self.hierarchy.comp.edge_features(plan.keep).numpy()
+        return obs, float(reward), bool(terminated), False, self._info(accuracy, cost)
 
-    def _info(self, accuracy: float | None) -> dict[str, Any]:
-        cost = cost_after(self.graph, self.plan_for(self.removed))
+    def _info(self, accuracy: float | None, cost: Cost | None = None) -> dict[str, Any]:
+        if cost is None:
+            cost = cost_after(self.graph, self.plan_for(self.removed))
         base = original_cost(self.graph)
         info: dict[str, Any] = {"step": self.t, "macs": cost.macs, "params": cost.params,
                                 "macs_ratio": cost.macs / base.macs, "params_ratio": cost.params / base.params,
