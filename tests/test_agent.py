@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from gnnrl import channel_groups, create, trace
-from gnnrl.agent import DDPG, Batch, DDPGConfig, ReplayBuffer, truncated_normal
+from gnnrl.agent import DDPG, Batch, DDPGConfig, ReplayBuffer, polyak_update, truncated_normal
 from gnnrl.hierarchy import build_hierarchy
 from gnnrl.prune import make_plan
 
@@ -27,6 +28,40 @@ def test_update_lowers_the_critic_loss_on_a_fixed_batch() -> None:
     batch = Batch(states, torch.rand(8, len(ids), generator=g), -torch.rand(8, generator=g), states, torch.ones(8))
     losses = [agent.update(batch)["agent/critic_loss"] for _ in range(100)]
     assert np.mean(losses[-10:]) < 0.25 * np.mean(losses[:10]), (losses[:3], losses[-3:])
+
+
+def textbook_update(agent: DDPG, batch: Batch) -> None:
+    """CleanRL's DDPG update, written out in full (the reference for `DDPG.update`)."""
+    with torch.no_grad():
+        next_q = agent.critic_target(batch.next_states, agent.actor_target(batch.next_states))
+        target = batch.rewards + agent.cfg.discount * (1.0 - batch.dones) * next_q
+    critic_loss = torch.nn.functional.mse_loss(agent.critic(batch.states, batch.actions), target)
+    agent.critic_opt.zero_grad()
+    critic_loss.backward()
+    agent.critic_opt.step()
+    actor_loss = -agent.critic(batch.states, agent.actor(batch.states)).mean()
+    agent.actor_opt.zero_grad()
+    actor_loss.backward()
+    agent.actor_opt.step()
+    polyak_update(agent.actor, agent.actor_target, agent.cfg.tau)
+    polyak_update(agent.critic, agent.critic_target, agent.cfg.tau)
+
+
+def test_update_equals_the_textbook_update() -> None:
+    fast, states, ids = make_agent()
+    slow, _, _ = make_agent()
+    g = torch.Generator().manual_seed(1)
+    for dones in (torch.tensor([0.0, 1, 0, 0, 1, 0, 1, 0]), torch.ones(8), torch.zeros(8)):
+        batch = Batch(states, torch.rand(8, len(ids), generator=g), -torch.rand(8, generator=g),
+                      states.roll(1, 0), dones)
+        fast.update(batch)
+        textbook_update(slow, batch)
+    for name in ("actor", "critic", "actor_target", "critic_target"):
+        a, b = getattr(fast, name).state_dict(), getattr(slow, name).state_dict()
+        worst = max((a[k] - b[k]).abs().max().item() for k in a)
+        assert worst < 1e-5, (name, worst)
+    assert any((p != q).any() for p, q in zip(fast.actor.parameters(), make_agent()[0].actor.parameters(),
+                                               strict=True))  # the updates did move the actor
 
 
 def test_both_actor_heads_output_one_ratio_per_group() -> None:
@@ -63,3 +98,22 @@ def test_replay_buffer_round_trip_and_wraparound() -> None:
     other = ReplayBuffer(3, (2, 2), 1)
     other.load_state_dict(buf.state_dict())
     assert torch.equal(other.states, buf.states) and other.pos == buf.pos
+
+
+def test_replay_buffer_saved_as_keys_rebuilds_the_same_states() -> None:
+    def observe(key: np.ndarray) -> np.ndarray:
+        return np.outer(key, [1.0, 0.5]).astype(np.float32)  # any deterministic key → state
+
+    buf = ReplayBuffer(4, (2, 2), 1, key_dim=2)
+    for i in range(6):
+        k, k2 = np.array([0, i]), np.array([i, i + 1])
+        buf.add(observe(k), np.array([i]), float(i), observe(k2), i % 2 == 1, keys=(k, k2))
+    saved = buf.state_dict()
+    assert "states" not in saved and saved["keys"].shape == (4, 2, 2)  # type: ignore[union-attr]
+    other = ReplayBuffer(4, (2, 2), 1, key_dim=2)
+    other.load_state_dict(saved, rebuild=observe)
+    for name in ("states", "next_states", "actions", "rewards", "dones", "keys"):
+        assert torch.equal(getattr(other, name), getattr(buf, name)), name
+    assert other.pos == buf.pos == 2
+    with pytest.raises(ValueError, match="rebuild"):
+        ReplayBuffer(4, (2, 2), 1, key_dim=2).load_state_dict(saved)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gnnrl import channel_groups, create, trace
-from gnnrl.gnn import EdgeGNNConv, MotifPool, MultiStageEncoder
+from gnnrl.gnn import EdgeGNNConv, MotifPool, MultiStageEncoder, Stage
 from gnnrl.hierarchy import build_hierarchy
 from gnnrl.prune import make_plan
 
@@ -34,6 +34,20 @@ def test_edge_conv_is_equation_4() -> None:
     assert torch.allclose(out[2], expected2, atol=1e-6)
     assert torch.allclose(out[1], w @ (x[0] * e[2]), atol=1e-6)
     assert torch.equal(out[0], torch.zeros(3))
+
+
+def test_stage_projects_edges_with_a_direction_flag() -> None:
+    torch.manual_seed(0)
+    stage = Stage(edge_dim=5, channels=4, layers=0, slot_sizes=[3])
+    x = torch.randn(2, 5)
+    proj = torch.tanh(stage.edge_proj(torch.cat([torch.cat([x, torch.ones(2, 1)], 1),
+                                                 torch.cat([x, torch.zeros(2, 1)], 1)])))
+    seen = {}
+    stage.convs.append(EdgeGNNConv(4))  # one layer, to observe the edge features it receives
+    stage.norms.append(torch.nn.Identity())
+    stage.convs[0].register_forward_pre_hook(lambda m, args: seen.update(e=args[2]))
+    stage(x, torch.tensor([[0, 1], [1, 2]]), 3, torch.tensor([0, 1, 2]), torch.zeros(3, dtype=torch.long), 1)
+    assert torch.allclose(seen["e"], proj, atol=1e-6)
 
 
 def test_pool_is_equation_5() -> None:

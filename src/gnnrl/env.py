@@ -17,6 +17,7 @@ statistics optionally re-estimated on training images, and evaluated; results ar
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,10 +115,12 @@ class DNNGraphEnv(gym.Env):
             raise GnnrlError(f"budget {config.budget} cannot be met: keeping one channel per group leaves "
                              f"{floor / self.base:.3f} of the {config.metric}")
         n_edges = self.hierarchy.comp.num_edges
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (n_edges, self._features(None).shape[1]),
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (n_edges, self.observation(None).shape[1]),
                                                 np.float32)
         self.action_space = gym.spaces.Box(0.0, 1.0, (len(self.group_ids),), np.float32)
         self.cache: dict[str, float] = {}
+        self.timing: dict[str, float] = {}
+        """seconds spent building, recalibrating and evaluating in the last `evaluate_removed` (0 if cached)"""
         self.removed = np.zeros(len(self.group_ids), dtype=np.int64)
         self.t = 0
 
@@ -132,7 +135,8 @@ class DNNGraphEnv(gym.Env):
             keep[order[: int(r)]] = False
         return PrunePlan(keep, {}, {})
 
-    def _features(self, removed: np.ndarray | None) -> np.ndarray:
+    def observation(self, removed: np.ndarray | None) -> np.ndarray:
+        """The observation of the network with `removed` channels per group (None: the original network)."""
         keep = None if removed is None else self.plan_for(removed).keep
         return self.hierarchy.comp.edge_features(keep).numpy()
 
@@ -170,11 +174,18 @@ class DNNGraphEnv(gym.Env):
     def evaluate_removed(self, removed: np.ndarray) -> float:
         """Validation top-1 (fraction) of the network with `removed` channels per group (cached)."""
         key = hashlib.sha1(removed.astype(np.int64).tobytes()).hexdigest()
+        self.timing = {"build_s": 0.0, "recal_s": 0.0, "eval_s": 0.0}
         if key not in self.cache:
+            t0 = time.perf_counter()
             module = apply_plan(self.graph, self.plan_for(removed))
+            t1 = time.perf_counter()
             if self.recal_images is not None:
                 recalibrate_bn(module, self.recal_images)
-            self.cache[key] = evaluate(module, self.val, batch_size=self.config.eval_batch).top1 / 100.0
+            t2 = time.perf_counter()
+            result = evaluate(module, self.val, batch_size=self.config.eval_batch)
+            self.cache[key] = result.top1 / 100.0
+            # kept per episode so that a search can compare its wall time with its own evaluation floor
+            self.timing = {"build_s": t1 - t0, "recal_s": t2 - t1, "eval_s": time.perf_counter() - t2}
         return self.cache[key]
 
     # -- gymnasium API -----------------------------------------------------------------------------------
@@ -183,7 +194,7 @@ class DNNGraphEnv(gym.Env):
         super().reset(seed=seed)
         self.removed = np.zeros(len(self.group_ids), dtype=np.int64)
         self.t = 0
-        return self._features(self.removed), self._info(None)
+        return self.observation(self.removed), self._info(None)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         a = np.nan_to_num(np.asarray(action, dtype=np.float64).reshape(-1), nan=0.0)

@@ -14,12 +14,17 @@ the top graph's embedding is the state g. Design choices the paper leaves open, 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import MessagePassing
+
+with warnings.catch_warnings():  # PyG's pooling modules call torch.jit.script at import: not ours to fix
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
 from .graph import NUM_EDGE_FEATURES
@@ -53,10 +58,12 @@ class EdgeGNNConv(MessagePassing):
         self.lin.reset_parameters()
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
-        return self.propagate(edge_index, x=x, edge_attr=edge_attr)
+        # W is linear and bias-free, so it commutes with the mean: applying it once per node instead of once
+        # per message gives the same result with ~2.5× fewer rows in the matmul (edges run both ways)
+        return self.lin(self.propagate(edge_index, x=x, edge_attr=edge_attr))
 
     def message(self, x_j: Tensor, edge_attr: Tensor) -> Tensor:
-        return self.lin(x_j * edge_attr)
+        return x_j * edge_attr
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.channels})"
@@ -95,7 +102,7 @@ class Stage(nn.Module):
 
     def __init__(self, edge_dim: int, channels: int, layers: int, slot_sizes: list[int]) -> None:
         super().__init__()
-        self.edge_proj = nn.Sequential(nn.Linear(edge_dim + 1, channels), nn.Tanh())
+        self.edge_proj = nn.Linear(edge_dim + 1, channels)  # input: edge features + direction flag; then tanh
         self.node_init = nn.Parameter(torch.randn(channels) * 0.1)
         self.convs = nn.ModuleList(EdgeGNNConv(channels) for _ in range(layers))
         self.norms = nn.ModuleList(nn.LayerNorm(channels) for _ in range(layers))
@@ -104,8 +111,10 @@ class Stage(nn.Module):
     def forward(self, edge_attr: Tensor, edge_index: Tensor, num_nodes: int, slot: Tensor, batch: Tensor,
                 num_graphs: int) -> tuple[Tensor, Tensor]:
         """Graph embeddings (num_graphs × C) and node states (num_nodes × C)."""
-        ones = edge_attr.new_ones(edge_attr.shape[0], 1)
-        e = self.edge_proj(torch.cat([torch.cat([edge_attr, ones], 1), torch.cat([edge_attr, 0 * ones], 1)]))
+        # edge_proj([x, direction]) for both directions from one matmul: the flag only adds a column of W
+        w = self.edge_proj.weight
+        z = F.linear(edge_attr, w[:, :-1], self.edge_proj.bias)
+        e = torch.tanh(torch.cat([z + w[:, -1], z]))
         ei = torch.cat([edge_index, edge_index.flip(0)], 1)
         h = self.node_init.expand(num_nodes, -1)
         for conv, norm in zip(self.convs, self.norms, strict=True):

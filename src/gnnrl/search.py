@@ -93,7 +93,10 @@ def search(
         raise GnnrlError(f"warm-up ({config.warmup}) must be shorter than the search ({config.episodes} episodes)")
     env = make_env(model, data, config)
     agent = DDPG(env.hierarchy, env.group_ids, len(env.analysis.groups), config.agent, config.seed)
-    buffer = ReplayBuffer(config.agent.replay_size, env.observation_space.shape, len(env.group_ids))
+    # the buffer keeps, with every observation, the removed-channel counts it is computed from: checkpoints
+    # store those (KBs) instead of the observations (up to 120 MB rewritten every episode on ResNet-56)
+    buffer = ReplayBuffer(config.agent.replay_size, env.observation_space.shape, len(env.group_ids),
+                          key_dim=len(env.group_ids))
     rng = np.random.default_rng(config.seed)
     out = Path(out_dir) if out_dir is not None else None
     ckpt = out / "checkpoint.pt" if out else None
@@ -101,7 +104,7 @@ def search(
     if resume:
         saved = load_for_resume(ckpt, json.loads(json.dumps(asdict(config))))
         agent.load_state_dict(saved["agent"])
-        buffer.load_state_dict(saved["buffer"])
+        buffer.load_state_dict(saved["buffer"], rebuild=env.observation)
         rng.bit_generator.state = saved["rng"]
         torch.set_rng_state(saved["torch_rng"])
         env.cache.update(saved["cache"])
@@ -118,26 +121,30 @@ def search(
             warm = ep < config.warmup
             sigma = 0.0 if warm else config.agent.noise_init * config.agent.noise_decay ** (ep - config.warmup)
             obs, _ = env.reset(seed=config.seed + ep)
-            steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = []
+            steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool, tuple[np.ndarray, np.ndarray]]] = []
             done, reward, info = False, 0.0, {}
             while not done:
                 action = rng.random(len(env.group_ids)) if warm else agent.act(obs, sigma, rng)
+                before = env.removed.copy()
                 nxt, reward, done, _, info = env.step(action)
-                steps.append((obs, action, nxt, done))
+                steps.append((obs, action, nxt, done, (before, env.removed.copy())))
                 obs = nxt
             base = state["baseline"]
             state["baseline"] = reward if base is None else \
                 config.baseline_decay * base + (1 - config.baseline_decay) * reward
-            for s, a, s2, d in steps:
-                buffer.add(s, a, (reward - state["baseline"]) if d else 0.0, s2, d)
+            for s, a, s2, d, keys in steps:
+                buffer.add(s, a, (reward - state["baseline"]) if d else 0.0, s2, d, keys)
             losses: list[dict[str, float]] = []
+            timing = dict(env.timing)
+            t_agent = time.perf_counter()
             if not warm:
                 losses = [agent.update(buffer.sample(config.agent.batch_size, rng))
                           for _ in range(config.agent.updates_per_episode)]
             record = {"episode": ep + 1, "phase": "warmup" if warm else "agent", "reward": reward,
                       "val_top1": 100 * info["accuracy"], "macs_ratio": info["macs_ratio"],
                       "params_ratio": info["params_ratio"], "steps": len(steps), "sigma": sigma,
-                      "removed": [int(r) for r in info["removed"]], "seconds": time.perf_counter() - t0}
+                      "removed": [int(r) for r in info["removed"]], **timing,
+                      "agent_s": time.perf_counter() - t_agent, "seconds": time.perf_counter() - t0}
             for key in ("agent/critic_loss", "agent/actor_loss"):
                 if losses:
                     record[key] = float(np.mean([x[key] for x in losses]))
