@@ -196,13 +196,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     use_all_cores()
     data = load_cifar(args.data, args.dataset, progress=not args.quiet)
     model = create(name, num_classes=data.num_classes, weights=weights, allow_pickle=args.allow_pickle)
-    env = EnvConfig(budget=args.budget, metric=args.metric, max_steps=args.max_steps, bn_recal=args.bn_recal)
+    env = EnvConfig(budget=args.budget, metric=args.metric, max_steps=args.max_steps, bn_recal=args.bn_recal,
+                    latency_batch=args.latency_batch)
     config = SearchConfig(env=env, agent=replace(DDPGConfig(), head=args.head), episodes=args.episodes,
                           warmup=args.warmup, seed=args.seed, val_from=args.val_from, val_size=args.val_size)
     result = search(model, data, config, out_dir=args.out, resume=args.resume, progress=not args.quiet)
     out.print(f"[bold]{name}[/] at {result.macs_ratio:.3f} of the MACs: best val top-1 {result.val_top1:.2f} % "
               f"(episode {result.episode}) vs uniform L1 {result.uniform_val_top1:.2f} % — before fine-tuning. "
               f"Policy: {Path(args.out) / 'policy.json'}")
+    if result.latency_ratio is not None:
+        out.print(f"Latency at batch {args.latency_batch}: {result.latency_ratio:.3f} of the original predicted, "
+                  f"{result.measured_latency_ratio:.3f} measured.")
     return 0
 
 
@@ -254,11 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="draw the levels to this image file (.png, .svg, .pdf)")
     p.set_defaults(func=cmd_graph)
 
-    p = sub.add_parser("search", help="GNN-RL search of a per-group pruning policy under a MACs/params budget")
+    p = sub.add_parser("search", help="GNN-RL search of a per-group pruning policy under a MACs/params/latency "
+                       "budget")
     p.add_argument("--model", required=True)
     p.add_argument("--weights", help="checkpoint (default: the shared pre-trained weights for that name)")
-    p.add_argument("--budget", type=float, default=0.5, help="fraction of the original MACs/params to keep")
-    p.add_argument("--metric", default="macs", choices=("macs", "params"))
+    p.add_argument("--budget", type=float, default=0.5, help="fraction of the original MACs/params/latency to keep")
+    p.add_argument("--metric", default="macs", choices=("macs", "params", "latency"),
+                   help="what the budget limits; latency is predicted from ~12 pruned variants timed on this "
+                   "machine before the search, and the best network's is measured after it")
+    p.add_argument("--latency-batch", type=int, default=1, help="batch size the latency budget applies to")
     p.add_argument("--episodes", type=int, default=180, help="total episodes, warm-up included (paper: 180)")
     p.add_argument("--warmup", type=int, default=30, help="episodes of random actions first (paper: 30)")
     p.add_argument("--max-steps", type=int, default=5, help="pruning steps per episode before the budget is forced")

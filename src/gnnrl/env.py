@@ -4,9 +4,9 @@ Observation: the edge features of the network's computational graph (E × F; the
 lives in `env.hierarchy`, so an m-GNN encodes observations). Action: one ratio in [0, 1] per prunable
 channel group. A step prunes the *current* network further — each group loses that fraction of the
 channels it still has, least important first — and the episode ends once the budget (a fraction of the
-original MACs or parameters) is met. The step that crosses the budget is scaled down, and the last allowed
-step scaled up, so that every episode ends inside [budget − tolerance, budget]. The reward is 0 on
-intermediate steps and −top-1 error (a fraction) on the validation split at the end (eq. 8).
+original MACs, parameters or predicted latency) is met. The step that crosses the budget is scaled down,
+and the last allowed step scaled up, so that every episode ends inside [budget − tolerance, budget]. The
+reward is 0 on intermediate steps and −top-1 error (a fraction) on the validation split at the end (eq. 8).
 
 Nothing is re-traced while stepping: since a group always loses its least important remaining channels,
 its state is one number (how many it has lost), costs come from `cost_after` and observations from
@@ -32,10 +32,11 @@ from .errors import GnnrlError
 from .evaluate import DEFAULT_BATCH_SIZE, evaluate
 from .groups import analyze
 from .hierarchy import Hierarchy, build_hierarchy
+from .latency import LatencyModel, fit_latency_model
 from .prune import PrunePlan, apply_plan, cost_after, original_cost, unit_scores
 from .trace import Graph, trace
 
-METRICS = ("macs", "params")
+METRICS = ("macs", "params", "latency")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class EnvConfig:
     budget: float = 0.5
     """fraction of the original metric to keep"""
     metric: str = "macs"
-    """what the budget constrains: 'macs' or 'params'"""
+    """what the budget constrains: 'macs', 'params' or 'latency' (predicted by a `LatencyModel` fitted on
+    measured variants of the network, see gnnrl.latency)"""
     max_steps: int = 5
     """step cap: the last step is scaled so that the budget is met"""
     tolerance: float = 0.02
@@ -59,6 +61,8 @@ class EnvConfig:
     (Spearman −0.19 on ResNet-20); 500 images rank them like 2000 do (0.94) at a quarter of the cost."""
     eval_batch: int = DEFAULT_BATCH_SIZE
     levels: int = 2
+    latency_batch: int = 1
+    """batch size the latency budget is measured at (metric 'latency')"""
 
 
 def recalibrate_bn(module: nn.Module, images: torch.Tensor, batch_size: int = 128) -> None:
@@ -81,12 +85,12 @@ def recalibrate_bn(module: nn.Module, images: torch.Tensor, batch_size: int = 12
 
 
 class DNNGraphEnv(gym.Env):
-    """Prune a network step by step until a MACs/params budget is met; reward = −validation error."""
+    """Prune a network step by step until a MACs/params/latency budget is met; reward = −validation error."""
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium's convention
 
     def __init__(self, model: nn.Module | Graph, val: Split, config: EnvConfig = EnvConfig(),
-                 recal: Split | None = None) -> None:
+                 recal: Split | None = None, latency: LatencyModel | None = None) -> None:
         super().__init__()
         if config.metric not in METRICS:
             raise GnnrlError(f"unknown budget metric {config.metric!r}; choose one of {', '.join(METRICS)}")
@@ -109,8 +113,11 @@ class DNNGraphEnv(gym.Env):
             units = np.flatnonzero((self.analysis.unit_group == g) & ~self.analysis.unit_pinned)
             self.order.append(units[np.argsort(scores[units], kind="stable")])
         self.sizes = np.array([len(o) for o in self.order])
-        self.base = self._metric_of(original_cost(self.graph))
-        floor = self._metric_of(cost_after(self.graph, self.plan_for(self.sizes - 1)))
+        self.latency: LatencyModel | None = None
+        if config.metric == "latency":  # measured once here; pass the saved model to reproduce a run exactly
+            self.latency = latency or fit_latency_model(self.graph, config.latency_batch)
+        self.base = self._metric(self.plan_for(np.zeros(len(self.sizes), dtype=np.int64)))
+        floor = self._metric(self.plan_for(self.sizes - 1))
         if floor > config.budget * self.base:
             raise GnnrlError(f"budget {config.budget} cannot be met: keeping one channel per group leaves "
                              f"{floor / self.base:.3f} of the {config.metric}")
@@ -125,7 +132,11 @@ class DNNGraphEnv(gym.Env):
         self.t = 0
 
     # -- helpers ---------------------------------------------------------------------------------------
-    def _metric_of(self, cost: Any) -> float:
+    def _metric(self, plan: PrunePlan, cost: Cost | None = None) -> float:
+        """The budgeted quantity of the network pruned by `plan` (`cost`: its MACs/params, when known)."""
+        cost = cost if cost is not None else cost_after(self.graph, plan)
+        if self.latency is not None:
+            return self.latency.predict_plan(self.graph, plan, cost.macs)
         return float(cost.macs if self.config.metric == "macs" else cost.params)
 
     def plan_for(self, removed: np.ndarray) -> PrunePlan:
@@ -148,7 +159,7 @@ class DNNGraphEnv(gym.Env):
         return np.minimum(self.removed + more, self.sizes - 1)  # at least one channel survives
 
     def _cost(self, removed: np.ndarray) -> float:
-        return self._metric_of(cost_after(self.graph, self.plan_for(removed)))
+        return self._metric(self.plan_for(removed))
 
     def _land(self, action: np.ndarray) -> np.ndarray:
         """Scale the action so that the budget is met as closely as possible from below."""
@@ -201,7 +212,8 @@ class DNNGraphEnv(gym.Env):
         nxt = self._after(a, 1.0)
         plan = self.plan_for(nxt)
         cost = cost_after(self.graph, plan)  # one plan and one cost per state: check, observation and info
-        terminated = self._metric_of(cost) <= self.config.budget * self.base or self.t == self.config.max_steps - 1
+        terminated = self._metric(plan, cost) <= self.config.budget * self.base or \
+            self.t == self.config.max_steps - 1
         if terminated:
             nxt = self._land(a)
             plan = self.plan_for(nxt)
@@ -219,6 +231,9 @@ class DNNGraphEnv(gym.Env):
         info: dict[str, Any] = {"step": self.t, "macs": cost.macs, "params": cost.params,
                                 "macs_ratio": cost.macs / base.macs, "params_ratio": cost.params / base.params,
                                 "policy": self.policy(), "removed": self.removed.copy()}
+        if self.latency is not None:
+            seconds = self.latency.predict_plan(self.graph, self.plan_for(self.removed), cost.macs)
+            info.update(latency_s=seconds, latency_ratio=seconds / self.base)
         if accuracy is not None:
             info["accuracy"] = accuracy
         return info

@@ -28,6 +28,7 @@ from .data import Cifar
 from .env import DNNGraphEnv, EnvConfig, uniform_removed
 from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
+from .latency import LatencyModel, measured_ratio
 from .progress import progress_bar
 
 
@@ -69,14 +70,19 @@ class SearchResult:
     episode: int
     history: list[dict[str, Any]]
     uniform_val_top1: float
+    latency_ratio: float | None = None
+    """metric 'latency': the best network's predicted latency / the original's"""
+    measured_latency_ratio: float | None = None
+    """metric 'latency': the same ratio measured at the end of the search (interleaved timings)"""
 
 
-def make_env(model: nn.Module, data: Cifar, config: SearchConfig) -> DNNGraphEnv:
+def make_env(model: nn.Module, data: Cifar, config: SearchConfig, latency: LatencyModel | None = None
+             ) -> DNNGraphEnv:
     """The search's environment: val split per `config`, BN recalibration images from the training split."""
     val = data.split("val", val_from=config.val_from, val_size=config.val_size)
     n = config.env.bn_recal
     recal = data.split("train", val_from=config.val_from).balanced_subset(max(n, 10), seed=1) if n else None
-    return DNNGraphEnv(model, val, config.env, recal)
+    return DNNGraphEnv(model, val, config.env, recal, latency)
 
 
 def search(
@@ -91,18 +97,20 @@ def search(
     """Run the GNN-RL search; with `out_dir`, write policy.json, history.jsonl, rewards.png and checkpoints."""
     if config.warmup >= config.episodes:
         raise GnnrlError(f"warm-up ({config.warmup}) must be shorter than the search ({config.episodes} episodes)")
-    env = make_env(model, data, config)
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt = out / "checkpoint.pt" if out else None
+    saved = load_for_resume(ckpt, json.loads(json.dumps(asdict(config)))) if resume else None
+    # a resumed run predicts latency with the model its first part measured, not a new (noisy) one
+    latency = LatencyModel.from_dict(saved["latency"]) if saved and saved.get("latency") else None
+    env = make_env(model, data, config, latency)
     agent = DDPG(env.hierarchy, env.group_ids, len(env.analysis.groups), config.agent, config.seed)
     # the buffer keeps, with every observation, the removed-channel counts it is computed from: checkpoints
     # store those (KBs) instead of the observations (up to 120 MB rewritten every episode on ResNet-56)
     buffer = ReplayBuffer(config.agent.replay_size, env.observation_space.shape, len(env.group_ids),
                           key_dim=len(env.group_ids))
     rng = np.random.default_rng(config.seed)
-    out = Path(out_dir) if out_dir is not None else None
-    ckpt = out / "checkpoint.pt" if out else None
     state: dict[str, Any] = {"episode": 0, "baseline": None, "best": None, "history": []}
-    if resume:
-        saved = load_for_resume(ckpt, json.loads(json.dumps(asdict(config))))
+    if saved is not None:
         agent.load_state_dict(saved["agent"])
         buffer.load_state_dict(saved["buffer"], rebuild=env.observation)
         rng.bit_generator.state = saved["rng"]
@@ -145,6 +153,8 @@ def search(
                       "params_ratio": info["params_ratio"], "steps": len(steps), "sigma": sigma,
                       "removed": [int(r) for r in info["removed"]], **timing,
                       "agent_s": time.perf_counter() - t_agent, "seconds": time.perf_counter() - t0}
+            if "latency_ratio" in info:
+                record["latency_ratio"] = info["latency_ratio"]
             for key in ("agent/critic_loss", "agent/actor_loss"):
                 if losses:
                     record[key] = float(np.mean([x[key] for x in losses]))
@@ -159,9 +169,15 @@ def search(
                 _write_outputs(out, env, config, state, uniform, model, plot=last or state["episode"] % 10 == 0)
                 torch.save({"config": json.loads(json.dumps(asdict(config))), "agent": agent.state_dict(),
                             "buffer": buffer.state_dict(), "rng": rng.bit_generator.state,
-                            "torch_rng": torch.get_rng_state(), "cache": dict(env.cache), **state}, ckpt)
+                            "torch_rng": torch.get_rng_state(), "cache": dict(env.cache),
+                            "latency": env.latency.to_dict() if env.latency else None, **state}, ckpt)
             if on_episode_end is not None and on_episode_end(record):
                 break
+    if env.latency is not None and state["best"] is not None:  # the prediction, checked against a measurement
+        best_plan = env.plan_for(np.array(state["best"]["removed"]))
+        state["measured_latency_ratio"] = measured_ratio(env.graph, best_plan, env.config.latency_batch)
+        if out:
+            _write_outputs(out, env, config, state, uniform, model, plot=False)
     if out and state["history"]:
         plot_rewards(state["history"], out / "rewards.png", config.warmup, 100 * uniform)
     return _result(env, state, uniform)
@@ -174,7 +190,8 @@ def _result(env: DNNGraphEnv, state: dict[str, Any], uniform: float) -> SearchRe
         policy={g: float(r / n) for g, r, n in zip(env.group_ids, removed, env.sizes, strict=True)},
         removed=[int(r) for r in removed], group_ids=list(env.group_ids), val_top1=best["val_top1"],
         macs_ratio=best["macs_ratio"], params_ratio=best["params_ratio"], episode=best["episode"],
-        history=state["history"], uniform_val_top1=100 * uniform)
+        history=state["history"], uniform_val_top1=100 * uniform, latency_ratio=best.get("latency_ratio"),
+        measured_latency_ratio=state.get("measured_latency_ratio"))
 
 
 def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: dict[str, Any], uniform: float,
@@ -192,6 +209,10 @@ def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: dic
         "removed": dict(zip(map(str, result.group_ids), result.removed, strict=True)),
         "config": asdict(config),
     }
+    if env.latency is not None:
+        policy["latency"] = {"batch_size": env.latency.batch_size, "predicted_ratio": result.latency_ratio,
+                             "measured_ratio": result.measured_latency_ratio,
+                             "fit_max_relative_error": env.latency.max_relative_error, "model": env.latency.to_dict()}
     (out / "policy.json").write_text(json.dumps(policy, indent=2) + "\n")
     # Rewritten whole (small): after a resume it must hold exactly the checkpointed episodes.
     (out / "history.jsonl").write_text("".join(json.dumps(rec) + "\n" for rec in state["history"]))

@@ -1,0 +1,140 @@
+"""Measured inference latency, and a model of it that a search can query thousands of times (metric 'latency').
+
+Timing every candidate network would cost more than evaluating it, and on a shared machine single timings
+drift by tens of percent. So, as in NetAdapt's look-up tables, latency is measured once per network family and
+then predicted: a dozen pruned variants of the network are built and timed back to back, and a linear model
+
+    seconds per batch ≈ c0 + c1 · MACs + c2 · activation elements
+
+(coefficients ≥ 0, so more channels never predict less time) is fitted to them. c0 is what pruning cannot
+remove — per-layer dispatch, which dominates small networks at batch 1 — and is why a latency budget can be
+out of reach where the same MACs budget is not. The fit is saved with a search, so resuming it predicts the
+same numbers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+from .evaluate import inference_copy
+from .groups import analyze
+from .prune import PrunePlan, _kept_positions, apply_plan, cost_after, make_plan
+from .trace import Graph
+
+
+def measure_latency(module: nn.Module, example: torch.Tensor, batch_size: int = 1, repeats: int = 20,
+                    warmup: int = 3) -> float:
+    """Median seconds of one forward pass of the module's inference copy on a batch of `batch_size` inputs."""
+    x = torch.randn(batch_size, *example.shape[1:]).contiguous(memory_format=torch.channels_last)
+    runner = inference_copy(module, x[:1])
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            t = time.perf_counter()
+            runner(x)
+            if i >= warmup:
+                times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def activation_elements(graph: Graph, keep: np.ndarray) -> int:
+    """Output elements (per sample) of the conv / linear / BN layers the pruner resizes, after pruning."""
+    nodes = {n.name: n for n in graph.module.graph.nodes}
+    total = 0
+    for m in analyze(graph).modules:
+        shape = nodes[m.node].meta["shape"]
+        spatial = int(np.prod(shape[2:])) if m.kind != "linear" else int(np.prod(shape[1:-1]))
+        total += spatial * len(_kept_positions(m.out_units, keep))
+    return total
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """seconds per batch ≈ c0 + c1·MACs + c2·activation elements, fitted on measured pruned networks."""
+
+    batch_size: int
+    coef: tuple[float, float, float]
+    samples: tuple[tuple[float, float, float], ...]
+    """(MACs, activation elements, measured seconds) of each network the fit used"""
+
+    def predict(self, macs: float, activations: float) -> float:
+        """Predicted seconds per batch."""
+        c0, c1, c2 = self.coef
+        return c0 + c1 * macs + c2 * activations
+
+    def predict_plan(self, graph: Graph, plan: PrunePlan, macs: float | None = None) -> float:
+        """Predicted seconds per batch of `graph` pruned by `plan` (pass `macs` when already known)."""
+        if macs is None:
+            macs = cost_after(graph, plan).macs
+        return self.predict(macs, activation_elements(graph, plan.keep))
+
+    @property
+    def max_relative_error(self) -> float:
+        """Largest |predicted − measured| / measured over the fitted networks."""
+        return max(abs(self.predict(m, a) - s) / s for m, a, s in self.samples)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON/checkpoint-friendly form (inverse: `from_dict`)."""
+        return {"batch_size": self.batch_size, "coef": list(self.coef), "samples": [list(s) for s in self.samples]}
+
+    @staticmethod
+    def from_dict(d: dict[str, object]) -> LatencyModel:
+        """Inverse of `to_dict`."""
+        coef = tuple(float(c) for c in d["coef"])  # type: ignore[attr-defined]
+        samples = tuple(tuple(float(v) for v in s) for s in d["samples"])  # type: ignore[attr-defined]
+        return LatencyModel(int(d["batch_size"]), coef, samples)  # type: ignore[arg-type, call-overload]
+
+
+def fit_latency_model(graph: Graph, batch_size: int = 1, networks: int = 12, repeats: int = 20,
+                      seed: int = 0) -> LatencyModel:
+    """Time `networks` variants of the traced network (unpruned to ~90% of channels removed) and fit the model.
+
+    Variants differ in overall ratio and, randomly, per group, so MACs and activations do not move in lockstep.
+    """
+    rng = np.random.default_rng(seed)
+    groups = [g.id for g in analyze(graph).groups if g.prunable]
+    samples = []
+    for level in np.linspace(0.0, 0.9, networks):
+        ratios = {g: float(np.clip(level + rng.uniform(-0.1, 0.1), 0.0, 0.95)) if level else 0.0 for g in groups}
+        plan = make_plan(graph, ratios)
+        module: fx.GraphModule = apply_plan(graph, plan)
+        seconds = measure_latency(module, graph.example_input, batch_size, repeats)
+        samples.append((float(cost_after(graph, plan).macs), float(activation_elements(graph, plan.keep)), seconds))
+    return LatencyModel(batch_size, _nonnegative_fit(samples), tuple(samples))
+
+
+def _nonnegative_fit(samples: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """Least squares on relative error with every coefficient ≥ 0 (exact NNLS by trying each feature subset)."""
+    x = np.array([[1.0, m, a] for m, a, _ in samples])
+    y = np.array([s for _, _, s in samples])
+    scale = x.max(0)  # features span 1 … 1e8: solve in units where they are comparable
+    w = 1.0 / y  # relative, not absolute, error: small networks matter as much as big ones
+    best: tuple[float, np.ndarray] | None = None
+    for k in range(1, 4):
+        for cols in itertools.combinations(range(3), k):
+            sub = x[:, cols] / scale[list(cols)]
+            c, *_ = np.linalg.lstsq(sub * w[:, None], y * w, rcond=None)
+            if (c < 0).any():
+                continue
+            full = np.zeros(3)
+            full[list(cols)] = c / scale[list(cols)]
+            err = float(np.sum(((x @ full - y) * w) ** 2))
+            if best is None or err < best[0]:
+                best = (err, full)
+    assert best is not None  # the constant alone always fits with c0 ≥ 0
+    return (float(best[1][0]), float(best[1][1]), float(best[1][2]))
+
+
+def measured_ratio(graph: Graph, plan: PrunePlan, batch_size: int = 1, rounds: int = 5, repeats: int = 20) -> float:
+    """Measured latency of the pruned network / the original's: median over interleaved rounds (drift cancels)."""
+    pruned = apply_plan(graph, plan)
+    ratios = [measure_latency(pruned, graph.example_input, batch_size, repeats)
+              / measure_latency(graph.module, graph.example_input, batch_size, repeats) for _ in range(rounds)]
+    return statistics.median(ratios)
