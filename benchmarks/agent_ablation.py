@@ -6,7 +6,7 @@ fine-tuning, the agent's share of the time, and the wall time. Writes benchmarks
 a section of docs/benchmarks.md.
 
     .venv/bin/python benchmarks/agent_ablation.py --model resnet20 --episodes 60 --warmup 20 --seeds 0 1 \\
-        --variant channels=64 --variant channels=32
+        --variant channels=64 --variant channels=32 --name width
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--variant", action="append", required=True, help="DDPGConfig overrides, e.g. channels=32")
+    ap.add_argument("--name", default="width-updates", help="names the results file and the docs section")
     args = ap.parse_args()
     use_all_cores()
     data = load_cifar(progress=False)
@@ -69,22 +70,24 @@ def main() -> None:
                 "eval_s": round(sum(h["eval_s"] for h in result.history), 1),
                 "mean_steps": statistics.mean(h["steps"] for h in agent_phase)})
             print(json.dumps(rows[-1]), flush=True)
-    out = ROOT / "benchmarks" / "results" / f"agent_ablation_{args.model}.json"
+    out = ROOT / "benchmarks" / "results" / f"agent_ablation_{args.name}_{args.model}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"model": args.model, "episodes": args.episodes, "warmup": args.warmup,
                                "rows": rows}, indent=2) + "\n")
     variants = " ".join(f"--variant {v}" for v in args.variant)
-    lines = [f"## Agent ablation ({args.model}, {args.episodes} episodes, seeds {' '.join(map(str, args.seeds))})", "",
+    title = f"Agent ablation: {args.name} ({args.model}"
+    lines = [f"## {title}, {args.episodes} episodes, seeds {' '.join(map(str, args.seeds))})", "",
              f"`python benchmarks/agent_ablation.py --model {args.model} --episodes {args.episodes} --warmup "
-             f"{args.warmup} --seeds {' '.join(map(str, args.seeds))} {variants}`. Validation top-1 before "
-             "fine-tuning at 50% MACs; seconds are sums over the run's episodes (agent = DDPG updates).", "",
+             f"{args.warmup} --seeds {' '.join(map(str, args.seeds))} {variants} --name {args.name}`. "
+             "Validation top-1 before fine-tuning at 50% MACs; seconds are sums over the run's episodes "
+             "(agent = DDPG updates).", "",
              "| variant | seed | best val % | agent-phase mean % | last-10 mean % | mean steps | agent s | eval s | "
              "wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['variant']} | {r['seed']} | {r['best_val_top1']:.2f} | {r['agent_mean_val_top1']:.2f} | "
                      f"{r['last10_mean_val_top1']:.2f} | {r['mean_steps']:.1f} | {r['agent_s']} | {r['eval_s']} | "
                      f"{r['wall_s']} |")
-    write_section(f"Agent ablation ({args.model}", "\n".join(lines) + "\n")
+    write_section(title, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -25,6 +25,7 @@ from torch import fx, nn
 
 from .evaluate import inference_copy
 from .groups import analyze
+from .progress import progress_bar
 from .prune import PrunePlan, _kept_positions, apply_plan, cost_after, make_plan
 from .trace import Graph
 
@@ -93,7 +94,7 @@ class LatencyModel:
 
 
 def fit_latency_model(graph: Graph, batch_size: int = 1, networks: int = 12, repeats: int = 20,
-                      seed: int = 0) -> LatencyModel:
+                      seed: int = 0, progress: bool = False) -> LatencyModel:
     """Time `networks` variants of the traced network (unpruned to ~90% of channels removed) and fit the model.
 
     Variants differ in overall ratio and, randomly, per group, so MACs and activations do not move in lockstep.
@@ -101,12 +102,18 @@ def fit_latency_model(graph: Graph, batch_size: int = 1, networks: int = 12, rep
     rng = np.random.default_rng(seed)
     groups = [g.id for g in analyze(graph).groups if g.prunable]
     samples = []
-    for level in np.linspace(0.0, 0.9, networks):
-        ratios = {g: float(np.clip(level + rng.uniform(-0.1, 0.1), 0.0, 0.95)) if level else 0.0 for g in groups}
-        plan = make_plan(graph, ratios)
-        module: fx.GraphModule = apply_plan(graph, plan)
-        seconds = measure_latency(module, graph.example_input, batch_size, repeats)
-        samples.append((float(cost_after(graph, plan).macs), float(activation_elements(graph, plan.keep)), seconds))
+    bar = progress_bar(progress, counts=True, transient=True)
+    task = bar.add_task(f"timing pruned variants (batch {batch_size})", total=networks, info="")
+    with bar:
+        for level in np.linspace(0.0, 0.9, networks):
+            ratios = {g: float(np.clip(level + rng.uniform(-0.1, 0.1), 0.0, 0.95)) if level else 0.0
+                      for g in groups}
+            plan = make_plan(graph, ratios)
+            module: fx.GraphModule = apply_plan(graph, plan)
+            seconds = measure_latency(module, graph.example_input, batch_size, repeats)
+            samples.append((float(cost_after(graph, plan).macs), float(activation_elements(graph, plan.keep)),
+                            seconds))
+            bar.update(task, advance=1, info=f"{1000 * seconds:.2f} ms")
     return LatencyModel(batch_size, _nonnegative_fit(samples), tuple(samples))
 
 

@@ -28,8 +28,9 @@ from .data import Cifar
 from .env import DNNGraphEnv, EnvConfig, uniform_removed
 from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
-from .latency import LatencyModel, measured_ratio
+from .latency import LatencyModel, fit_latency_model, measured_ratio
 from .progress import progress_bar
+from .trace import Graph, trace
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,18 @@ class SearchResult:
     """metric 'latency': the same ratio measured at the end of the search (interleaved timings)"""
 
 
-def make_env(model: nn.Module, data: Cifar, config: SearchConfig, latency: LatencyModel | None = None
-             ) -> DNNGraphEnv:
-    """The search's environment: val split per `config`, BN recalibration images from the training split."""
+def make_env(model: nn.Module, data: Cifar, config: SearchConfig, latency: LatencyModel | None = None,
+             progress: bool = False) -> DNNGraphEnv:
+    """The search's environment: val split per `config`, BN recalibration images from the training split, and
+    for a latency budget the latency model (`latency`, or fitted here on timed variants of `model`)."""
     val = data.split("val", val_from=config.val_from, val_size=config.val_size)
     n = config.env.bn_recal
     recal = data.split("train", val_from=config.val_from).balanced_subset(max(n, 10), seed=1) if n else None
-    return DNNGraphEnv(model, val, config.env, recal, latency)
+    source: nn.Module | Graph = model
+    if config.env.metric == "latency" and latency is None:
+        source = trace(model, torch.zeros(1, *val.images.shape[1:]))
+        latency = fit_latency_model(source, config.env.latency_batch, progress=progress)
+    return DNNGraphEnv(source, val, config.env, recal, latency)
 
 
 def search(
@@ -102,7 +108,7 @@ def search(
     saved = load_for_resume(ckpt, json.loads(json.dumps(asdict(config)))) if resume else None
     # a resumed run predicts latency with the model its first part measured, not a new (noisy) one
     latency = LatencyModel.from_dict(saved["latency"]) if saved and saved.get("latency") else None
-    env = make_env(model, data, config, latency)
+    env = make_env(model, data, config, latency, progress)
     agent = DDPG(env.hierarchy, env.group_ids, len(env.analysis.groups), config.agent, config.seed)
     # the buffer keeps, with every observation, the removed-channel counts it is computed from: checkpoints
     # store those (KBs) instead of the observations (up to 120 MB rewritten every episode on ResNet-56)
