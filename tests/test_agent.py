@@ -117,3 +117,7 @@ def test_replay_buffer_saved_as_keys_rebuilds_the_same_states() -> None:
     assert other.pos == buf.pos == 2
     with pytest.raises(ValueError, match="rebuild"):
         ReplayBuffer(4, (2, 2), 1, key_dim=2).load_state_dict(saved)
+    old_format = ReplayBuffer(4, (2, 2), 1)  # observations saved as they are: cannot give keys back
+    old_format.add(observe(np.array([0, 0])), np.array([0]), 0.0, observe(np.array([0, 1])), True)
+    with pytest.raises(ValueError, match="without state keys"):
+        ReplayBuffer(4, (2, 2), 1, key_dim=2).load_state_dict(old_format.state_dict())

@@ -113,6 +113,9 @@ class ReplayBuffer:
                         rebuild: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         """Restore a `state_dict`; one saved with keys needs `rebuild(key) → state`."""
         n = int(d["size"])  # type: ignore[call-overload]
+        if self.keys.shape[2] and "keys" not in d:
+            # its states would load, but the next checkpoint would save zero keys for them
+            raise ValueError("this replay buffer was saved without state keys (an older gnnrl): start a new run")
         names = ["actions", "rewards", "dones"] + (["keys"] if "keys" in d else ["states", "next_states"])
         for name in names:
             getattr(self, name)[:n] = d[name]
