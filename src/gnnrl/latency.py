@@ -97,7 +97,8 @@ def fit_latency_model(graph: Graph, batch_size: int = 1, networks: int = 12, rep
                       seed: int = 0, progress: bool = False) -> LatencyModel:
     """Time `networks` variants of the traced network (unpruned to ~90% of channels removed) and fit the model.
 
-    Variants differ in overall ratio and, randomly, per group, so MACs and activations do not move in lockstep.
+    Variants differ in overall ratio and, randomly (×0.3–1.7), per group, like a search's policies, so MACs and
+    activations do not move in lockstep and odd channel counts are represented.
     """
     rng = np.random.default_rng(seed)
     groups = [g.id for g in analyze(graph).groups if g.prunable]
@@ -106,7 +107,7 @@ def fit_latency_model(graph: Graph, batch_size: int = 1, networks: int = 12, rep
     task = bar.add_task(f"timing pruned variants (batch {batch_size})", total=networks, info="")
     with bar:
         for level in np.linspace(0.0, 0.9, networks):
-            ratios = {g: float(np.clip(level + rng.uniform(-0.1, 0.1), 0.0, 0.95)) if level else 0.0
+            ratios = {g: float(np.clip(level * rng.uniform(0.3, 1.7), 0.0, 0.95))
                       for g in groups}
             plan = make_plan(graph, ratios)
             module: fx.GraphModule = apply_plan(graph, plan)
