@@ -33,8 +33,16 @@ from .trace import Graph
 def measure_latency(module: nn.Module, example: torch.Tensor, batch_size: int = 1, repeats: int = 20,
                     warmup: int = 3) -> float:
     """Median seconds of one forward pass of the module's inference copy on a batch of `batch_size` inputs."""
-    x = torch.randn(batch_size, *example.shape[1:]).contiguous(memory_format=torch.channels_last)
-    runner = inference_copy(module, x[:1])
+    x = _batch(example, batch_size)
+    return _time(inference_copy(module, x[:1]), x, repeats, warmup)
+
+
+def _batch(example: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.randn(batch_size, *example.shape[1:]).contiguous(memory_format=torch.channels_last)
+
+
+def _time(runner: nn.Module, x: torch.Tensor, repeats: int, warmup: int = 3) -> float:
+    """Median seconds of `runner(x)` after `warmup` untimed calls."""
     times = []
     with torch.inference_mode():
         for i in range(warmup + repeats):
@@ -142,7 +150,7 @@ def _nonnegative_fit(samples: list[tuple[float, float, float]]) -> tuple[float, 
 
 def measured_ratio(graph: Graph, plan: PrunePlan, batch_size: int = 1, rounds: int = 5, repeats: int = 20) -> float:
     """Measured latency of the pruned network / the original's: median over interleaved rounds (drift cancels)."""
-    pruned = apply_plan(graph, plan)
-    ratios = [measure_latency(pruned, graph.example_input, batch_size, repeats)
-              / measure_latency(graph.module, graph.example_input, batch_size, repeats) for _ in range(rounds)]
-    return statistics.median(ratios)
+    x = _batch(graph.example_input, batch_size)
+    # both inference copies built once; only the timings alternate
+    pruned, original = (inference_copy(m, x[:1]) for m in (apply_plan(graph, plan), graph.module))
+    return statistics.median(_time(pruned, x, repeats) / _time(original, x, repeats) for _ in range(rounds))
