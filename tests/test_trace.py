@@ -63,3 +63,15 @@ def test_shape_pass_records_shapes_and_costs() -> None:
     assert conv1.meta["shape"] == (1, 16, 32, 32)
     assert conv1.meta["macs"] == 16 * 32 * 32 * 27 and conv1.meta["params"] == 432
     assert sum(n.meta.get("macs", 0) for n in graph.nodes) == gnnrl.count_flops(create("resnet20")).macs
+
+
+def test_tracing_leaves_the_model_untouched() -> None:
+    """The shape pass must not update BatchNorm statistics of a model in train mode, nor change its mode."""
+    from gnnrl import create
+
+    model = create("resnet20")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trace(model, torch.randn(4, 3, 32, 32))
+    assert model.training and all(m.training for m in model.modules())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -180,33 +181,247 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    """Search a per-group pruning policy under a budget with the GNN-RL agent."""
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="zoo or torchvision model name, e.g. resnet56")
+    p.add_argument("--weights", help="checkpoint (default: the shared pre-trained weights for that name; 'none': "
+                   "random init)")
+    _add_weights_args(p)
+
+
+def _add_search_args(p: argparse.ArgumentParser, episodes: int | None = 180) -> None:
+    """Search flags; their defaults are the config dataclasses' (one source of truth)."""
+    from .agent import DDPGConfig
+    from .env import EnvConfig
+
+    env, search = EnvConfig(), _search_defaults()
+    if "--budget" not in p._option_string_actions:
+        p.add_argument("--budget", type=float, default=env.budget,
+                       help="fraction of the original MACs/params/latency to keep, in (0, 1)")
+    p.add_argument("--metric", default=env.metric, choices=("macs", "params", "latency"),
+                   help="what the budget limits; latency is predicted from ~12 pruned variants timed on this "
+                   "machine before the search, and the best network's is measured after it")
+    p.add_argument("--latency-batch", type=int, default=env.latency_batch, help="batch size a latency budget is for")
+    p.add_argument("--episodes", type=int, default=episodes,
+                   help=f"total episodes, warm-up included (paper: {search.episodes})")
+    p.add_argument("--warmup", type=int, help=f"episodes of random actions first (default: a sixth of the episodes, "
+                   f"at most {search.warmup}, the paper's)")
+    p.add_argument("--max-steps", type=int, default=env.max_steps,
+                   help="pruning steps per episode before the budget is forced")
+    p.add_argument("--bn-recal", type=int, default=env.bn_recal,
+                   help="training images for re-estimating BatchNorm statistics before each evaluation (0: off)")
+    p.add_argument("--val-size", type=int, default=search.val_size, help="validation images (paper: 5000)")
+    p.add_argument("--head", default=DDPGConfig().head, choices=("graph", "groups"),
+                   help="actor head: MLP over the graph embedding (paper) or per channel group")
+    if "--seed" not in p._option_string_actions:
+        p.add_argument("--seed", type=int, default=search.seed)
+
+
+def _search_defaults():  # type: ignore[no-untyped-def]
+    from .search import SearchConfig
+
+    return SearchConfig()
+
+
+def _add_finetune_args(p: argparse.ArgumentParser, epochs: int | None = 30, flag: str = "--epochs") -> None:
+    """Fine-tuning flags; defaults from `gnnrl.finetune.FINETUNE`."""
+    from .finetune import FINETUNE as F
+
+    p.add_argument(flag, dest="epochs", type=int, default=epochs,
+                   help=f"fine-tuning epochs (default {F.epochs}; --quick: 2)")
+    p.add_argument("--lr", type=float, default=F.lr, help="peak learning rate (SGD + nesterov, per-step cosine)")
+    p.add_argument("--batch-size", type=int, default=F.batch_size)
+    p.add_argument("--weight-decay", type=float, default=F.weight_decay)
+    p.add_argument("--label-smoothing", type=float, default=F.label_smoothing)
+    p.add_argument("--kd", action=argparse.BooleanOptionalAction, default=True,
+                   help="distil the unpruned model's logits into the pruned one (default: on)")
+    p.add_argument("--kd-weight", type=float, default=F.kd_weight, help="w in (1 − w)·CE + w·T²·KL")
+    p.add_argument("--kd-temperature", type=float, default=F.kd_temperature)
+
+
+def _finetune_config_from(args: argparse.Namespace, epochs: int) -> Any:
+    from .finetune import finetune_config
+
+    if not 0 <= args.kd_weight <= 1 or args.kd_temperature <= 0 or not 0 <= args.label_smoothing < 1:
+        raise GnnrlError("--kd-weight must be in [0, 1], --kd-temperature > 0 and --label-smoothing in [0, 1)")
+    return finetune_config(epochs=epochs, kd=args.kd, lr=args.lr, batch_size=args.batch_size,
+                           weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+                           kd_weight=args.kd_weight, kd_temperature=args.kd_temperature,
+                           seed=getattr(args, "seed", 0), subset=getattr(args, "subset", None))
+
+
+def _search_config_from(args: argparse.Namespace, episodes: int, warmup: int) -> Any:
     from dataclasses import replace
 
     from .agent import DDPGConfig
-    from .data import load_cifar
     from .env import EnvConfig
-    from .evaluate import use_all_cores
-    from .models import canonical_name, create
-    from .search import SearchConfig, search
+    from .search import SearchConfig
 
-    name = canonical_name(args.model)
-    weights = _resolve_weights(name, args.weights, args.dataset)
-    use_all_cores()
-    data = load_cifar(args.data, args.dataset, progress=not args.quiet)
-    model = create(name, num_classes=data.num_classes, weights=weights, allow_pickle=args.allow_pickle)
+    _check_budget(args.budget)
+    if episodes < 2 or not 0 <= warmup < episodes:
+        raise GnnrlError(f"--episodes ({episodes}) must be ≥ 2 and --warmup ({warmup}) in [0, episodes)")
     env = EnvConfig(budget=args.budget, metric=args.metric, max_steps=args.max_steps, bn_recal=args.bn_recal,
                     latency_batch=args.latency_batch)
-    config = SearchConfig(env=env, agent=replace(DDPGConfig(), head=args.head), episodes=args.episodes,
-                          warmup=args.warmup, seed=args.seed, val_from=args.val_from, val_size=args.val_size)
+    return SearchConfig(env=env, agent=replace(DDPGConfig(), head=args.head), episodes=episodes, warmup=warmup,
+                        seed=args.seed, val_from=args.val_from, val_size=args.val_size)
+
+
+def _warmup(args: argparse.Namespace, episodes: int) -> int:
+    """--warmup, or a sixth of the run (the paper's 30 of 180), at most 30: a short run just works."""
+    if args.warmup is not None:
+        return int(args.warmup)
+    warmup = min(30, max(1, episodes // 6))
+    if not getattr(args, "json", False):
+        console.print(f"warm-up: {warmup} of {episodes} episodes take random actions (set with --warmup)")
+    return warmup
+
+
+def _check_budget(budget: float) -> None:
+    if not 0 < budget < 1:
+        raise GnnrlError(f"--budget {budget} must be a fraction in (0, 1), e.g. 0.5 keeps half of the MACs")
+
+
+def _load_model(args: argparse.Namespace, num_classes: int = 10) -> Any:
+    from .models import canonical_name, create
+
+    name = canonical_name(args.model)
+    weights = _resolve_weights(name, args.weights, getattr(args, "dataset", "cifar10"))
+    return create(name, num_classes=num_classes, weights=weights, allow_pickle=args.allow_pickle)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Search a per-group pruning policy under a budget with the GNN-RL agent."""
+    from .data import load_cifar
+    from .evaluate import use_all_cores
+    from .files import prepare_run_dir
+    from .search import search
+
+    config = _search_config_from(args, args.episodes, _warmup(args, args.episodes))
+    prepare_run_dir(args.out, resume=args.resume)
+    _load_model(args)  # names and weights are checked before the (slow) data load
+    use_all_cores()
+    data = load_cifar(args.data, args.dataset, progress=not args.quiet)
+    model = _load_model(args, data.num_classes)
     result = search(model, data, config, out_dir=args.out, resume=args.resume, progress=not args.quiet)
-    out.print(f"[bold]{name}[/] at {result.macs_ratio:.3f} of the MACs: best val top-1 {result.val_top1:.2f} % "
-              f"(episode {result.episode}) vs uniform L1 {result.uniform_val_top1:.2f} % — before fine-tuning. "
-              f"Policy: {Path(args.out) / 'policy.json'}")
+    out.print(f"[bold]{model.gnnrl_spec.name}[/] at {result.macs_ratio:.3f} of the MACs: best val top-1 "
+              f"{result.val_top1:.2f} % (episode {result.episode}) vs uniform L1 {result.uniform_val_top1:.2f} % — "
+              f"before fine-tuning. Policy: {Path(args.out) / 'policy.json'}")
     if result.latency_ratio is not None:
         out.print(f"Latency at batch {args.latency_batch}: {result.latency_ratio:.3f} of the original predicted, "
                   f"{result.measured_latency_ratio:.3f} measured.")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Apply a policy (or a uniform ratio / budget) and save the physically smaller model."""
+    import torch
+
+    from .files import check_writable
+    from .models import input_size
+    from .policy import apply_policy
+    from .prune import prune, ratios_for_budget
+    from .saving import save
+    from .trace import trace
+
+    target = Path(args.out)
+    if target.suffix != ".safetensors":
+        raise GnnrlError(f"--out {target} must end in .safetensors")
+    if target.exists() and not args.overwrite:
+        raise GnnrlError(f"{target} exists; pass --overwrite to replace it, or choose another --out")
+    check_writable(target)
+    if args.budget is not None:
+        _check_budget(args.budget)
+    if args.ratio is not None and not 0 <= args.ratio < 1:
+        raise GnnrlError(f"--ratio {args.ratio} must be in [0, 1)")
+    model = _load_model(args).eval()
+    example = torch.zeros(1, 3, input_size(args.model), input_size(args.model))
+    if args.policy:
+        pruned = apply_policy(model, args.policy)
+    else:
+        graph = trace(model, example)
+        ratios = args.ratio if args.ratio is not None else ratios_for_budget(graph, args.budget)
+        pruned = prune(graph, ratios=ratios)
+    from .files import atomic_write
+
+    atomic_write(target, lambda p: save(pruned, p))
+    out.print(f"{model.gnnrl_spec.name}: MACs {pruned.cost.macs / 1e6:.2f} M ({pruned.macs_ratio:.3f} of the "
+              f"original), params {pruned.cost.params / 1e6:.3f} M "
+              f"({pruned.cost.params / pruned.base_cost.params:.3f}) → {target}")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """Fine-tune a pruned model; under torchrun, one process per rank (DDP)."""
+    import os
+
+    from .data import load_cifar
+    from .evaluate import use_all_cores
+    from .files import prepare_run_dir
+    from .finetune import finetune, teacher_for
+    from .saving import load
+
+    config = _finetune_config_from(args, args.epochs if args.epochs is not None else 30)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    if rank0:
+        prepare_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
+    student = load(args.pruned)
+    teacher = teacher_for(student, args.teacher_weights, args.allow_pickle) if args.kd else None
+    use_all_cores()
+    data = load_cifar(args.data, args.dataset, progress=not args.quiet and rank0)
+    result = finetune(student, data, config, teacher=teacher, out_dir=args.out, resume=args.resume,
+                      progress=not args.quiet)
+    if rank0:
+        out.print(f"fine-tuned: best val top-1 {result.best_val_top1:.2f} % (epoch {result.best_epoch}) → "
+                  f"{result.best_path}; last epoch: val {result.val_top1:.2f} %, test {result.test_top1:.2f} %")
+    return 0
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    """The whole job: search → prune → fine-tune → evaluate → export → report, resumable by stage."""
+    from dataclasses import replace
+
+    from .compress import CompressConfig, compress, quick_config
+    from .data import load_cifar
+    from .evaluate import use_all_cores
+    from .files import prepare_run_dir
+
+    base = quick_config() if args.quick else CompressConfig()
+    episodes = args.episodes if args.episodes is not None else base.search.episodes
+    search_cfg = _search_config_from(args, episodes, _warmup(args, episodes))
+    ft_epochs = args.epochs if args.epochs is not None else base.finetune.epochs
+    config = replace(base, search=search_cfg, finetune=_finetune_config_from(args, ft_epochs),
+                     latency_threads=args.latency_threads)
+    prepare_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
+    _load_model(args)
+    use_all_cores()
+    quiet = args.quiet or args.json
+    data = load_cifar(args.data, args.dataset, progress=not quiet)
+    model = _load_model(args, data.num_classes)
+    log = None if args.json else (lambda msg: console.print(f"[bold cyan]{msg}[/]"))
+    result = compress(model, data, args.out, config, resume=args.resume, overwrite=args.overwrite,
+                      progress=not quiet, log=log)
+    if args.json:
+        print(json.dumps(result.report, indent=2))
+    else:
+        _print_report(result.out)
+    return 0
+
+
+def _print_report(run: Path) -> None:
+    from rich.markdown import Markdown
+
+    out.print(Markdown((run / "report.md").read_text()))
+    console.print(f"report: {run / 'report.md'} · model: {run / 'model.safetensors'} · ONNX: {run / 'model.onnx'}")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Rebuild a compress run's report from its files."""
+    from .report import write_report
+
+    rep = write_report(args.run)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        _print_report(Path(args.run))
     return 0
 
 
@@ -214,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands."""
     parser = argparse.ArgumentParser(prog="gnnrl", description=__doc__)
     parser.add_argument("--version", action="version", version=f"gnnrl {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("eval", help="top-1 accuracy, MACs and params of models on a CIFAR split")
@@ -260,28 +476,57 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="GNN-RL search of a per-group pruning policy under a MACs/params/latency "
                        "budget")
-    p.add_argument("--model", required=True)
-    p.add_argument("--weights", help="checkpoint (default: the shared pre-trained weights for that name)")
-    p.add_argument("--budget", type=float, default=0.5, help="fraction of the original MACs/params/latency to keep")
-    p.add_argument("--metric", default="macs", choices=("macs", "params", "latency"),
-                   help="what the budget limits; latency is predicted from ~12 pruned variants timed on this "
-                   "machine before the search, and the best network's is measured after it")
-    p.add_argument("--latency-batch", type=int, default=1, help="batch size the latency budget applies to")
-    p.add_argument("--episodes", type=int, default=180, help="total episodes, warm-up included (paper: 180)")
-    p.add_argument("--warmup", type=int, default=30, help="episodes of random actions first (paper: 30)")
-    p.add_argument("--max-steps", type=int, default=5, help="pruning steps per episode before the budget is forced")
-    p.add_argument("--bn-recal", type=int, default=500,
-                   help="training images for re-estimating BatchNorm statistics before each evaluation (0: off)")
-    p.add_argument("--val-size", type=int, default=5000, help="validation images (paper: 5000)")
-    p.add_argument("--head", default="graph", choices=("graph", "groups"),
-                   help="actor head: MLP over the graph embedding (paper) or per channel group")
-    p.add_argument("--seed", type=int, default=0)
+    _add_model_args(p)
+    _add_search_args(p)
     p.add_argument("--out", required=True, help="run folder: policy.json, history.jsonl, rewards.png, checkpoint")
     p.add_argument("--resume", action="store_true", help="continue a killed run from OUT/checkpoint.pt")
     p.add_argument("--quiet", action="store_true")
     _add_data_args(p)
-    _add_weights_args(p)
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("prune", help="apply a searched policy (or a uniform ratio) and save the smaller model")
+    _add_model_args(p)
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--policy", help="policy.json of a search (or its run folder): replays the same channels")
+    how.add_argument("--ratio", type=float, help="remove this fraction of every prunable group (uniform, L1)")
+    how.add_argument("--budget", type=float, help="uniform ratio scaled to keep this fraction of the MACs")
+    p.add_argument("--out", required=True, help="the pruned model file (.safetensors; rebuild with gnnrl.load)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("finetune", help="fine-tune a pruned model (distilled from the original); torchrun-ready")
+    p.add_argument("--pruned", required=True, help="a pruned model file from `gnnrl prune` / `gnnrl compress`")
+    p.add_argument("--out", required=True, help="run folder: checkpoint, history.jsonl, best/last weights")
+    _add_finetune_args(p)
+    p.add_argument("--teacher-weights", help="weights of the unpruned model (default: the shared checkpoint)")
+    p.add_argument("--subset", type=int, help="train on only this many (class-balanced) images: a smoke run")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue a killed run from OUT/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true", help="start over in a folder that holds a run")
+    p.add_argument("--quiet", action="store_true")
+    _add_data_args(p)
+    _add_weights_args(p)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("compress", help="the whole job: search → prune → fine-tune → evaluate → export → report")
+    _add_model_args(p)
+    _add_search_args(p, episodes=None)
+    _add_finetune_args(p, epochs=None, flag="--ft-epochs")
+    p.add_argument("--quick", action="store_true", help="a short search (24 episodes) and a 2-epoch fine-tune: "
+                   "the demo, minutes on 2 cores")
+    p.add_argument("--latency-threads", type=int, default=1, help="threads for the latency comparison")
+    p.add_argument("--out", required=True, help="run folder (see `gnnrl compress --help` and the README)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from the stage it reached")
+    p.add_argument("--overwrite", action="store_true", help="delete what --out holds and start over")
+    p.add_argument("--json", action="store_true", help="no progress output; print report.json to stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_data_args(p)
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("report", help="rebuild report.md/json and the plots of a compress run from its files")
+    p.add_argument("run", help="the run folder")
+    p.add_argument("--json", action="store_true", help="print report.json to stdout instead of the table")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("models", help="list model names")
     p.set_defaults(func=cmd_models)
@@ -290,12 +535,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gnnrl` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except GnnrlError as e:
+        if args.debug:
+            raise
         console.print(Text.assemble(("gnnrl: error: ", "bold red"), str(e)), soft_wrap=True)
         return 2
+    except OSError as e:  # disk full, permission denied, read-only place: say which file, not a traceback
+        if args.debug:
+            raise
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        console.print(Text.assemble(("gnnrl: error: ", "bold red"), f"{e.strerror or e}{where}"), soft_wrap=True)
+        return 1
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130

@@ -33,7 +33,7 @@ from .evaluate import DEFAULT_BATCH_SIZE, evaluate
 from .groups import analyze
 from .hierarchy import Hierarchy, build_hierarchy
 from .latency import LatencyModel, fit_latency_model
-from .prune import PrunePlan, apply_plan, cost_after, original_cost, unit_scores
+from .prune import PrunePlan, apply_plan, cost_after, original_cost, plan_from_removed, removal_orders
 from .trace import Graph, trace
 
 METRICS = ("macs", "params", "latency")
@@ -107,12 +107,8 @@ class DNNGraphEnv(gym.Env):
         self.group_ids = [g.id for g in self.analysis.groups if g.prunable]
         if not self.group_ids:
             raise GnnrlError("this model has no prunable channel group (see `gnnrl info`)")
-        scores = unit_scores(self.graph, config.importance)
         # per action: the group's free units, least important first (a group always loses a prefix)
-        self.order: list[np.ndarray] = []
-        for g in self.group_ids:
-            units = np.flatnonzero((self.analysis.unit_group == g) & ~self.analysis.unit_pinned)
-            self.order.append(units[np.argsort(scores[units], kind="stable")])
+        self.order = removal_orders(self.graph, self.group_ids, config.importance)
         self.sizes = np.array([len(o) for o in self.order])
         self.latency: LatencyModel | None = None
         if config.metric == "latency":  # measured once here; pass the saved model to reproduce a run exactly
@@ -142,10 +138,7 @@ class DNNGraphEnv(gym.Env):
 
     def plan_for(self, removed: np.ndarray) -> PrunePlan:
         """The keep mask of the network with `removed` channels removed per prunable group."""
-        keep = np.ones(self.analysis.num_units, dtype=bool)
-        for order, r in zip(self.order, removed, strict=True):
-            keep[order[: int(r)]] = False
-        return PrunePlan(keep, {}, {})
+        return plan_from_removed(self.graph, self.order, removed)
 
     def observation(self, removed: np.ndarray | None) -> np.ndarray:
         """The observation of the network with `removed` channels per group (None: the original network)."""

@@ -71,6 +71,28 @@ def unit_scores(graph: Graph, importance: str = "l1", seed: int = 0) -> np.ndarr
     return np.bincount(a.unit_of_id, weights=per_id, minlength=a.num_units)
 
 
+def removal_orders(graph: Graph, group_ids: list[int], importance: str = "l1") -> list[np.ndarray]:
+    """Per group: its free units, least important first. A policy of `r` removed channels drops the first `r`.
+
+    The search and `apply_policy` both use this order, which is what makes a searched policy replay exactly.
+    """
+    a = analyze(graph)
+    scores = unit_scores(graph, importance)
+    orders = []
+    for g in group_ids:
+        units = np.flatnonzero((a.unit_group == g) & ~a.unit_pinned)
+        orders.append(units[np.argsort(scores[units], kind="stable")])
+    return orders
+
+
+def plan_from_removed(graph: Graph, orders: list[np.ndarray], removed: np.ndarray | list[int]) -> PrunePlan:
+    """The keep mask with the first `removed[i]` units of `orders[i]` dropped."""
+    keep = np.ones(analyze(graph).num_units, dtype=bool)
+    for order, r in zip(orders, removed, strict=True):
+        keep[order[: int(r)]] = False
+    return PrunePlan(keep, {}, {})
+
+
 def make_plan(graph: Graph, ratios: Ratios, importance: str | np.ndarray = "l1", round_to: int = 1) -> PrunePlan:
     """Choose the units to keep: in each group, remove `ratio` of its free units, least important first."""
     a = analyze(graph)

@@ -24,12 +24,15 @@ from torch import nn
 
 from .agent import DDPG, DDPGConfig, ReplayBuffer
 from .checkpoint import load_for_resume
-from .data import Cifar
+from .data import Cifar, Split
 from .env import DNNGraphEnv, EnvConfig, uniform_removed
 from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
+from .files import atomic_write, torch_save, write_json, write_text
 from .latency import LatencyModel, fit_latency_model, measured_ratio
+from .policy import weights_fingerprint
 from .progress import progress_bar
+from .prune import cost_after, original_cost
 from .trace import Graph, trace
 
 
@@ -77,13 +80,18 @@ class SearchResult:
     """metric 'latency': the same ratio measured at the end of the search (interleaved timings)"""
 
 
+def recal_split(data: Cifar, config: SearchConfig) -> Split | None:
+    """The training images whose statistics re-estimate BatchNorm before each evaluation (None: off)."""
+    n = config.env.bn_recal
+    return data.split("train", val_from=config.val_from).balanced_subset(max(n, 10), seed=1) if n else None
+
+
 def make_env(model: nn.Module, data: Cifar, config: SearchConfig, latency: LatencyModel | None = None,
              progress: bool = False) -> DNNGraphEnv:
     """The search's environment: val split per `config`, BN recalibration images from the training split, and
     for a latency budget the latency model (`latency`, or fitted here on timed variants of `model`)."""
     val = data.split("val", val_from=config.val_from, val_size=config.val_size)
-    n = config.env.bn_recal
-    recal = data.split("train", val_from=config.val_from).balanced_subset(max(n, 10), seed=1) if n else None
+    recal = recal_split(data, config)
     source: nn.Module | Graph = model
     if config.env.metric == "latency" and latency is None:
         source = trace(model, torch.zeros(1, *val.images.shape[1:]))
@@ -126,7 +134,9 @@ def search(
     if out:
         out.mkdir(parents=True, exist_ok=True)
 
-    uniform = env.evaluate_removed(uniform_removed(env))
+    u_removed = uniform_removed(env)
+    uniform = env.evaluate_removed(u_removed)
+    state["uniform_macs_ratio"] = cost_after(env.graph, env.plan_for(u_removed)).macs / original_cost(env.graph).macs
     bar = progress_bar(progress, counts=True)
     task = bar.add_task("search", total=config.episodes, completed=state["episode"], info="")
     with bar:
@@ -173,7 +183,7 @@ def search(
             if out:
                 last = state["episode"] == config.episodes
                 _write_outputs(out, env, config, state, uniform, model, plot=last or state["episode"] % 10 == 0)
-                torch.save({"config": json.loads(json.dumps(asdict(config))), "agent": agent.state_dict(),
+                torch_save({"config": json.loads(json.dumps(asdict(config))), "agent": agent.state_dict(),
                             "buffer": buffer.state_dict(), "rng": rng.bit_generator.state,
                             "torch_rng": torch.get_rng_state(), "cache": dict(env.cache),
                             "latency": env.latency.to_dict() if env.latency else None, **state}, ckpt)
@@ -206,9 +216,11 @@ def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: dic
     result = _result(env, state, uniform)
     spec = getattr(model, "gnnrl_spec", None)
     policy = {
-        "model": asdict(spec) if spec is not None else None, "budget": config.env.budget,
+        "model": asdict(spec) if spec is not None else None, "input_shape": list(env.graph.example_input.shape),
+        "weights_sha256": weights_fingerprint(model), "budget": config.env.budget,
         "metric": config.env.metric,
         "val_top1": result.val_top1, "uniform_val_top1": result.uniform_val_top1,
+        "uniform_macs_ratio": state.get("uniform_macs_ratio"),
         "macs_ratio": result.macs_ratio, "params_ratio": result.params_ratio, "episode": result.episode,
         "episodes_run": state["episode"], "seed": config.seed,
         "ratios": {str(g): r for g, r in result.policy.items()},
@@ -219,9 +231,9 @@ def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: dic
         policy["latency"] = {"batch_size": env.latency.batch_size, "predicted_ratio": result.latency_ratio,
                              "measured_ratio": result.measured_latency_ratio,
                              "fit_max_relative_error": env.latency.max_relative_error, "model": env.latency.to_dict()}
-    (out / "policy.json").write_text(json.dumps(policy, indent=2) + "\n")
+    write_json(out / "policy.json", policy)
     # Rewritten whole (small): after a resume it must hold exactly the checkpointed episodes.
-    (out / "history.jsonl").write_text("".join(json.dumps(rec) + "\n" for rec in state["history"]))
+    write_text(out / "history.jsonl", "".join(json.dumps(rec) + "\n" for rec in state["history"]))
     if plot:  # matplotlib costs ~0.1 s: not every episode
         plot_rewards(state["history"], out / "rewards.png", config.warmup, 100 * uniform)
 
@@ -244,7 +256,7 @@ def plot_rewards(history: list[dict[str, Any]], path: Path, warmup: int, uniform
     ax.set_ylabel("validation top-1 before fine-tuning (%)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda p: fig.savefig(p, dpi=100, format="png"))
     plt.close(fig)
 
 

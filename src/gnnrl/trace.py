@@ -78,8 +78,16 @@ def trace(
             setattr(gm, attr, getattr(model, attr))
     # Batch 1: shapes and per-sample MACs are what the later passes need, and id maps stay small.
     example = example_input[:1]
-    with torch.no_grad():
-        _ShapePass(gm).run(example)
+    # The graph module shares its submodules with `model`: a shape pass in train mode would move BatchNorm
+    # running statistics towards this one example image. Run it in eval mode, then restore every module's mode.
+    modes = [(m, m.training) for m in gm.modules()]
+    try:
+        gm.eval()
+        with torch.no_grad():
+            _ShapePass(gm).run(example)
+    finally:
+        for m, training in modes:
+            m.training = training
     return Graph(gm, example)
 
 

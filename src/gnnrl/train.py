@@ -1,25 +1,32 @@
-"""Training a zoo model from scratch on CIFAR: SGD + cosine schedule, random crop + flip, resumable.
+"""Training and fine-tuning on CIFAR: SGD + nesterov, per-step cosine, crop + flip, optional distillation; resumable.
 
-Needed for models without shared weights. The whole uint8 training set lives on the device and is
-augmented there batch by batch, so no data-loader workers are needed on 2-core machines.
+One loop serves `gnnrl train` (a zoo model from scratch) and `gnnrl finetune` (a pruned model, distilled from
+the unpruned one). The whole uint8 training set lives on the device and is augmented there batch by batch, so
+no data-loader workers are needed on 2-core machines. Under `torchrun` the loop runs DistributedDataParallel
+(gloo on CPU, nccl on GPU): every rank draws the same global batch and trains on its slice of it, so the
+per-epoch loss follows the single-process run, and rank 0 alone writes files.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import load_for_resume
 from .data import Cifar, normalize
-from .evaluate import default_device, evaluate
+from .errors import GnnrlError
+from .evaluate import available_cores, default_device, evaluate, inference_copy
+from .files import torch_save, write_json, write_text
 from .progress import progress_bar
 
 
@@ -41,6 +48,10 @@ class TrainConfig:
     """train on only this many class-balanced images (smoke runs and tests)"""
     val_from: str = "train"
     """'train' holds out 5k of train for validation (train on 45k); 'test' trains on all 50k"""
+    label_smoothing: float = 0.0
+    kd_weight: float = 0.0
+    """knowledge distillation: loss = (1 − w)·CE + w·T²·KL(teacher ‖ student) at temperature T (needs a teacher)"""
+    kd_temperature: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -48,10 +59,18 @@ class TrainResult:
     """Final metrics and where the weights were written."""
 
     val_top1: float
+    """validation top-1 of the last epoch"""
     test_top1: float
+    """test top-1 of the last epoch's weights"""
     epochs: int
     seconds: float
     weights_path: Path | None
+    """the last epoch's weights (`model.safetensors`)"""
+    best_val_top1: float = float("nan")
+    best_epoch: int = 0
+    best_path: Path | None = None
+    """the best-on-validation weights (`best.safetensors`)"""
+    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def random_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -69,6 +88,52 @@ def random_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> tor
     return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a `torchrun` job (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        """True on the process that writes files and prints."""
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """Join the process group `torchrun` describes in the environment (gloo on CPU, nccl on CUDA); else alone."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    # ranks share the machine's cores: one rank per core on CPU instead of every rank on every core
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    torch.set_num_threads(max(1, available_cores() // local))
+    return Dist(dist.get_rank(), dist.get_world_size())
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s KD term: T² · KL(softmax(teacher/T) ‖ softmax(student/T)), batch mean."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, 1), F.log_softmax(teacher / t, 1), reduction="batchmean",
+                    log_target=True) * t * t
+
+
+def save_weights(model: nn.Module, path: Path) -> Path:
+    """Atomically write weights: `gnnrl.save` (rebuildable by `gnnrl.load`) when the model has a spec, else plain."""
+    from .files import atomic_write
+    from .saving import save
+
+    if getattr(model, "gnnrl_lineage", None) is not None or getattr(model, "gnnrl_spec", None) is not None:
+        return atomic_write(path, lambda p: save(model, p))
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return atomic_write(path, lambda p: save_file(state, str(p)))
+
+
 def train(
     model: nn.Module,
     data: Cifar,
@@ -78,12 +143,22 @@ def train(
     device: torch.device | str | None = None,
     progress: bool = True,
     on_epoch_end: Callable[[dict[str, float]], bool | None] | None = None,
+    teacher: nn.Module | None = None,
 ) -> TrainResult:
-    """Train `model` in place; with `out_dir`, checkpoint every epoch (resumable) and save final weights.
+    """Train `model` in place; with `out_dir`, checkpoint every epoch (resumable) and save best and last weights.
 
-    `on_epoch_end(metrics)` is called after each epoch's checkpoint; returning True stops training there.
+    `teacher` (with `config.kd_weight` > 0) distils its logits into the model. `on_epoch_end(metrics)` is called
+    after each epoch's checkpoint; returning True stops training there (tests use it to simulate a kill).
     """
+    if config.kd_weight > 0 and teacher is None:
+        raise GnnrlError("kd_weight > 0 needs a teacher model (the unpruned network)")
+    if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
+        raise GnnrlError(f"epochs ({config.epochs}), batch size ({config.batch_size}) and lr ({config.lr}) must be "
+                         "positive")
     device = torch.device(device) if device is not None else default_device()
+    if device.type == "cuda" and os.environ.get("LOCAL_RANK"):
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    dist = init_distributed(device)
     train_split = data.split("train", val_from=config.val_from)
     if config.subset:
         train_split = train_split.balanced_subset(config.subset, seed=config.seed)
@@ -94,6 +169,8 @@ def train(
     steps_per_epoch = -(-len(train_split) // config.batch_size)
 
     model.to(device)
+    if device.type == "cuda":  # channels-last convolutions are the fast path on tensor cores
+        model.to(memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]  # BN and biases: no weight decay
     opt = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
@@ -101,6 +178,7 @@ def train(
                           lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
     history: list[dict[str, float]] = []
+    best: dict[str, float] = {"val/top1": -1.0, "epoch": 0}
     start_epoch = 0
     out = Path(out_dir) if out_dir is not None else None
     ckpt_path = out / "checkpoint.pt" if out else None
@@ -110,13 +188,16 @@ def train(
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
-    if out:
+        best = dict(ckpt.get("best", best))
+    if out and dist.main:
         out.mkdir(parents=True, exist_ok=True)
+    runner: nn.Module = DistributedDataParallel(model) if dist.world > 1 else model
+    teacher_runner = inference_copy(teacher.to(device)) if teacher is not None and config.kd_weight > 0 else None
 
     t0 = time.perf_counter()
-    bar = progress_bar(progress, counts=True)
-    task = bar.add_task("train", total=config.epochs * steps_per_epoch, completed=start_epoch * steps_per_epoch,
-                        info="")
+    bar = progress_bar(progress and dist.main, counts=True)
+    task = bar.add_task("fine-tune" if teacher_runner is not None else "train", total=config.epochs * steps_per_epoch,
+                        completed=start_epoch * steps_per_epoch, info="")
     with bar:
         for epoch in range(start_epoch, config.epochs):
             # A generator per epoch, seeded from (seed, epoch): a resumed run replays the same batches.
@@ -127,41 +208,93 @@ def train(
             loss_sum, seen = torch.zeros((), device=device), 0
             for step in range(steps_per_epoch):
                 idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+                # every rank augments the same global batch (same generator) and trains on its slice of it
                 x = normalize(random_crop_flip(images[idx], gen), train_split.mean, train_split.std)
+                y = labels[idx]
+                if dist.world > 1:
+                    x, y = x[dist.rank :: dist.world], y[dist.rank :: dist.world]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    loss = F.cross_entropy(model(x), labels[idx])
+                    logits = runner(x)
+                    loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                    if teacher_runner is not None:
+                        with torch.no_grad():
+                            target = teacher_runner(x)
+                        kd = distillation_loss(logits.float(), target.float(), config.kd_temperature)
+                        loss = (1 - config.kd_weight) * loss + config.kd_weight * kd
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
-                loss_sum += loss.detach() * len(idx)
-                seen += len(idx)
+                loss_sum += loss.detach() * len(y)
+                seen += len(y)
                 if step % 20 == 0:
                     bar.update(task, info=f"epoch {epoch + 1}/{config.epochs} loss {float(loss_sum) / seen:.3f}")
                 bar.update(task, advance=1)
-            total_loss = float(loss_sum)
-            val = evaluate(model, val_split, device=device)
-            history.append({"epoch": epoch + 1, "train/loss": total_loss / seen, "val/top1": val.top1,
-                            "lr": sched.get_last_lr()[0]})
-            bar.console.log(f"epoch {epoch + 1}: train/loss {total_loss / seen:.4f}  val/top1 {val.top1:.2f} %")
-            if ckpt_path:
-                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
+            epoch_loss = _global_mean(loss_sum, seen, dist)
+            record = {"epoch": epoch + 1, "train/loss": epoch_loss, "lr": sched.get_last_lr()[0],
+                      "seconds": time.perf_counter() - t0}
+            if dist.main:  # the other ranks wait at the barrier below instead of evaluating the same images
+                record["val/top1"] = evaluate(model, val_split, device=device).top1
+            record = _broadcast(record, dist)
+            history.append(record)
+            improved = record["val/top1"] > best["val/top1"]
+            if improved:
+                best = {"val/top1": record["val/top1"], "epoch": epoch + 1}
+            bar.console.log(f"epoch {epoch + 1}: train/loss {epoch_loss:.4f}  val/top1 {record['val/top1']:.2f} %"
+                            + ("  (best)" if improved else ""))
+            if out and dist.main:
+                if improved:
+                    save_weights(model, out / "best.safetensors")
+                write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+                torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                            "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history, "best": best,
                             "config": asdict(config)}, ckpt_path)
+            _barrier(dist)
             if on_epoch_end is not None and on_epoch_end(history[-1]):
                 break
 
-    test = evaluate(model, data.split("test"), device=device)
+    test = evaluate(model, data.split("test"), device=device) if dist.main else None
     val_top1 = history[-1]["val/top1"] if history else float("nan")
-    weights_path = None
+    weights_path = best_path = None
     if out:
-        weights_path = out / "model.safetensors"
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        spec = getattr(model, "gnnrl_spec", None)
-        save_file(state, str(weights_path), metadata={"gnnrl_spec": json.dumps(asdict(spec)) if spec else ""})
-        (out / "train.json").write_text(json.dumps({
-            "model": asdict(spec) if spec else None, "config": asdict(config), "history": history,
-            "val/top1": val_top1, "test/top1": test.top1, "dataset": data.name,
-        }, indent=2) + "\n")
-    return TrainResult(val_top1=val_top1, test_top1=test.top1, epochs=len(history),
-                       seconds=time.perf_counter() - t0, weights_path=weights_path)
+        weights_path, best_path = out / "model.safetensors", out / "best.safetensors"
+        if dist.main:
+            save_weights(model, weights_path)
+            spec = getattr(model, "gnnrl_spec", None)
+            write_json(out / "train.json", {
+                "model": asdict(spec) if spec else None, "config": asdict(config), "history": history,
+                "val/top1": val_top1, "test/top1": test.top1 if test else None, "best/val_top1": best["val/top1"],
+                "best/epoch": best["epoch"], "dataset": data.name, "world_size": dist.world,
+            })
+        _barrier(dist)
+    return TrainResult(val_top1=val_top1, test_top1=test.top1 if test else float("nan"), epochs=len(history),
+                       seconds=time.perf_counter() - t0, weights_path=weights_path, best_val_top1=best["val/top1"],
+                       best_epoch=int(best["epoch"]), best_path=best_path, history=history)
+
+
+def _global_mean(total: torch.Tensor, count: int, dist: Dist) -> float:
+    """Mean of a summed quantity over all ranks."""
+    if dist.world == 1:
+        return float(total) / max(count, 1)
+    import torch.distributed as tdist
+
+    t = torch.stack([total.float().cpu(), torch.tensor(float(count))]).to(total.device)
+    tdist.all_reduce(t)
+    return float(t[0]) / max(float(t[1]), 1.0)
+
+
+def _broadcast(obj: dict[str, float], dist: Dist) -> dict[str, float]:
+    if dist.world == 1:
+        return obj
+    import torch.distributed as tdist
+
+    box = [obj]
+    tdist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _barrier(dist: Dist) -> None:
+    if dist.world > 1:
+        import torch.distributed as tdist
+
+        tdist.barrier()

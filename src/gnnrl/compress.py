@@ -1,0 +1,234 @@
+"""`gnnrl compress`: the whole job in one resumable run — search → prune → fine-tune → evaluate → export → report.
+
+The run folder records what the run depends on (run.json: model, a hash of its weights, data source, budget,
+every stage's settings). Each stage leaves its result in the folder before the next begins, so a killed run
+resumes (`resume=True`) from the stage it reached — and inside the search and the fine-tune, from the last
+episode or epoch — with the result an uninterrupted run gives. A folder that holds a run is never reused
+without `resume` or `overwrite`; a resume with other settings is refused, naming the keys that differ.
+
+    RUN/run.json            identity and settings
+    RUN/search/             policy.json, history.jsonl, rewards.png, checkpoint.pt (gnnrl search)
+    RUN/pruned.safetensors  the policy applied, before fine-tuning (gnnrl.load)
+    RUN/layers.json         per layer: original and kept channels
+    RUN/finetune/           history.jsonl, checkpoint.pt, best.safetensors, model.safetensors
+    RUN/model.safetensors   the result: best-on-val fine-tuned weights (gnnrl.load)
+    RUN/model.onnx          the result in ONNX (original.onnx beside it, for the latency comparison)
+    RUN/eval.json, deploy.json, report.json, report.md, *.png
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .data import Cifar
+from .env import EnvConfig, recalibrate_bn
+from .errors import GnnrlError
+from .evaluate import evaluate
+from .export import compare_latency, export_onnx, memory
+from .files import prepare_run_dir, write_json
+from .finetune import finetune, finetune_config
+from .groups import analyze
+from .policy import apply_policy, weights_fingerprint
+from .prune import PrunedModel
+from .report import write_report
+from .saving import load, save
+from .search import SearchConfig, recal_split, search
+from .train import TrainConfig, TrainResult
+
+STAGES = ("search", "prune", "finetune", "evaluate", "export", "report")
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """Settings of every stage of `compress` (the CLI exposes each as a flag)."""
+
+    search: SearchConfig = field(default_factory=SearchConfig)
+    finetune: TrainConfig = field(default_factory=finetune_config)
+    latency_batches: tuple[int, ...] = (1, 256)
+    latency_threads: int = 1
+    """intra-op threads for the latency comparison (fixed, so numbers compare across runs)"""
+    latency_rounds: int = 15
+    eval_size: int | None = None
+    """evaluate on class-balanced subsets of this many images (smoke runs); None: the full splits"""
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> CompressConfig:
+        """Inverse of `dataclasses.asdict` (as stored in run.json)."""
+        return CompressConfig(search=SearchConfig.from_dict(d["search"]), finetune=TrainConfig(**d["finetune"]),
+                              latency_batches=tuple(d["latency_batches"]), latency_threads=d["latency_threads"],
+                              latency_rounds=d["latency_rounds"], eval_size=d["eval_size"])
+
+
+def quick_config(budget: float = 0.5, metric: str = "macs") -> CompressConfig:
+    """`--quick`: a 24-episode search and a 2-epoch distilled fine-tune — the README demo (minutes on 2 cores)."""
+    env = EnvConfig(budget=budget, metric=metric)
+    return CompressConfig(search=SearchConfig(env=env, episodes=24, warmup=12),
+                          finetune=finetune_config(epochs=2), latency_rounds=9)
+
+
+def _identity(model: nn.Module, data: Cifar, config: CompressConfig) -> dict[str, Any]:
+    spec = getattr(model, "gnnrl_spec", None)
+    if spec is None:
+        raise GnnrlError("compress needs a model built by gnnrl.create (it records the architecture to rebuild it)")
+    return {"model": asdict(spec), "weights_sha256": weights_fingerprint(model), "dataset": data.name,
+            "data_source": str(data.source), "config": json.loads(json.dumps(asdict(config)))}
+
+
+def _check_identity(saved: dict[str, Any], now: dict[str, Any], path: Path) -> None:
+    """Refuse to resume a run made with another model, weights, data or settings; name what differs."""
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, dict) and v:
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    a, b = flat(saved), flat(now)
+    diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k != "data_source")
+    if diff:
+        shown = ", ".join(f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in diff[:6])
+        more = f" (+{len(diff) - 6} more)" if len(diff) > 6 else ""
+        raise GnnrlError(f"{path} was made with other inputs or settings ({shown}{more}); resume with the same ones, "
+                         "or start a new --out")
+
+
+def layer_widths(pruned: PrunedModel, base_graph_module: nn.Module) -> list[dict[str, Any]]:
+    """Per conv/linear layer of the original (in graph order): original and kept output channels, coupling."""
+    rows = []
+    for name, mod in base_graph_module.named_modules():
+        if not isinstance(mod, (nn.modules.conv._ConvNd, nn.Linear)):
+            continue
+        new = pruned.module.get_submodule(name)
+        width = mod.out_channels if isinstance(mod, nn.modules.conv._ConvNd) else mod.out_features
+        kept = new.out_channels if isinstance(new, nn.modules.conv._ConvNd) else new.out_features
+        rows.append({"name": name, "original": int(width), "kept": int(kept)})
+    return rows
+
+
+def _mark_coupled(rows: list[dict[str, Any]], graph: Any) -> list[dict[str, Any]]:
+    """Mark layers whose output channels share a group with other layers (residual adds, concat)."""
+    coupled = set()
+    for g in analyze(graph).groups:
+        layers = [m for m in g.members if not m.startswith(("pad@", "input"))]
+        if len(layers) > 1:
+            coupled.update(layers)
+    return [{**r, "coupled": r["name"] in coupled} for r in rows]
+
+
+def _evaluate_all(module: nn.Module, splits: dict[str, Any]) -> dict[str, float]:
+    """Top-1 on val and test_rest, and on the whole test set as their image-weighted mean (they partition it)."""
+    res = {name: evaluate(module, split) for name, split in splits.items()}
+    out = {name: r.top1 for name, r in res.items()}
+    out["test"] = 100.0 * sum(r.correct for r in res.values()) / sum(r.total for r in res.values())
+    return out
+
+
+@dataclass
+class CompressResult:
+    """Where the run folder is and what it reports."""
+
+    out: Path
+    report: dict[str, Any]
+
+
+def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressConfig | None = None,
+             resume: bool = False, overwrite: bool = False, progress: bool = True,
+             log: Any = None) -> CompressResult:
+    """Search, prune, fine-tune, evaluate, export and report `model` into the run folder `out` (resumable)."""
+    config = config or CompressConfig()
+    say = log or (lambda msg: None)
+    out = prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    if overwrite and not resume:
+        for child in out.iterdir():  # start over: what the user asked for, and only inside the run folder
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    identity = _identity(model, data, config)
+    if (out / "run.json").is_file():
+        saved = json.loads((out / "run.json").read_text())
+        _check_identity(saved.get("identity", {}), identity, out / "run.json")
+    elif resume and any(out.iterdir()):
+        raise GnnrlError(f"{out} holds files but no run.json: it is not a gnnrl compress run; choose another --out")
+    write_json(out / "run.json", {"model": identity["model"], "budget": config.search.env.budget,
+                                  "metric": config.search.env.metric, "finetune": asdict(config.finetune),
+                                  "gnnrl_version": __version__, "stages": list(STAGES), "identity": identity})
+
+    # 1. search (its own checkpoint resumes it episode by episode)
+    sdir = out / "search"
+    policy_path = sdir / "policy.json"
+    done = policy_path.is_file() and json.loads(policy_path.read_text()).get("episodes_run") == config.search.episodes
+    if not done:
+        say(f"[1/6] search: {config.search.episodes} episodes")
+        search(model, data, config.search, out_dir=sdir, resume=(sdir / "checkpoint.pt").is_file(),
+               progress=progress)
+    # 2. prune: replay the best policy exactly
+    say("[2/6] prune: applying the best policy")
+    pruned = apply_policy(model, policy_path)
+    if not (out / "pruned.safetensors").is_file():
+        save(pruned, out / "pruned.safetensors")
+    if not (out / "layers.json").is_file():
+        from .trace import trace
+
+        graph = trace(model.eval(), torch.zeros(1, *data.test_images.shape[1:]))
+        write_json(out / "layers.json", _mark_coupled(layer_widths(pruned, graph.module), graph))
+    # 3. fine-tune (its own checkpoint resumes it epoch by epoch)
+    fdir = out / "finetune"
+    if not (fdir / "train.json").is_file():
+        say(f"[3/6] fine-tune: {config.finetune.epochs} epochs" + (" with distillation"
+                                                                    if config.finetune.kd_weight else ""))
+        student = load(out / "pruned.safetensors")
+        _finetune(student, model, data, config.finetune, fdir, progress)
+    if not (out / "model.safetensors").is_file():
+        shutil.copyfile(fdir / "best.safetensors", out / ".model.tmp")
+        (out / ".model.tmp").replace(out / "model.safetensors")
+    final = load(out / "model.safetensors")
+    # 4. evaluate: original, pruned before fine-tuning (BN re-estimated as in the search), after
+    if not (out / "eval.json").is_file():
+        say("[4/6] evaluate on val, test_rest and test")
+        splits = {s: data.split(s, val_from=config.search.val_from) for s in ("val", "test_rest")}
+        if config.eval_size:
+            splits = {k: v.balanced_subset(config.eval_size) for k, v in splits.items()}
+        before = load(out / "pruned.safetensors")
+        recal = recal_split(data, config.search)
+        if recal is not None:
+            recalibrate_bn(before, recal.normalized[: config.search.env.bn_recal])
+        base_cost = pruned.base_cost
+        write_json(out / "eval.json", {
+            "original": _evaluate_all(model, splits), "pruned_before_ft": _evaluate_all(before, splits),
+            "pruned_after_ft": _evaluate_all(final, splits), "images": {k: len(v) for k, v in splits.items()},
+            "cost": {"original": asdict(base_cost), "pruned": asdict(pruned.cost),
+                     "macs_ratio": pruned.cost.macs / base_cost.macs,
+                     "params_ratio": pruned.cost.params / base_cost.params}})
+    # 5. export and latency
+    if not (out / "deploy.json").is_file():
+        say("[5/6] export to ONNX, measure latency and memory")
+        example = torch.zeros(1, *data.test_images.shape[1:])
+        onnx = export_onnx(final, out / "model.onnx", example)
+        export_onnx(model, out / "original.onnx", example)
+        rows = compare_latency({"original": model, "pruned": final},
+                               {"original": out / "original.onnx", "pruned": out / "model.onnx"},
+                               input_shape=tuple(example.shape[1:]), batch_sizes=config.latency_batches,
+                               threads=config.latency_threads, rounds=config.latency_rounds)
+        write_json(out / "deploy.json", {
+            "onnx": asdict(onnx), "latency": rows, "threads": config.latency_threads,
+            "memory": {"original": asdict(memory(model, example)), "pruned": asdict(memory(final, example))},
+            "files": {"original_onnx": (out / "original.onnx").stat().st_size,
+                      "pruned_onnx": (out / "model.onnx").stat().st_size,
+                      "pruned_safetensors": (out / "model.safetensors").stat().st_size}})
+    # 6. report (always rebuilt: cheap, and picks up every file)
+    say("[6/6] report")
+    return CompressResult(out=out, report=write_report(out))
+
+
+def _finetune(student: nn.Module, teacher: nn.Module, data: Cifar, config: TrainConfig, out: Path,
+              progress: bool) -> TrainResult:
+    return finetune(student, data, config, teacher=teacher if config.kd_weight > 0 else None, out_dir=out,
+                    resume=(out / "checkpoint.pt").is_file(), progress=progress)

@@ -1,0 +1,121 @@
+"""A searched policy as a file (`policy.json`), and replaying it on a model: the same channels as in the search.
+
+A policy stores, per prunable channel group, how many channels the search removed (`removed`), plus who it
+belongs to: the model spec, the traced input shape and a fingerprint of the weights. The channels removed are
+the least important first in the order `prune.removal_orders` gives, so replaying on the same weights removes
+exactly the channels the search evaluated; on other weights the order (and the result) would differ silently,
+so that is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import GnnrlError
+from .groups import analyze
+from .prune import PrunedModel, apply_plan, cost_after, lineage_after, original_cost, plan_from_removed, removal_orders
+from .trace import Graph, trace
+
+
+class PolicyError(GnnrlError):
+    """A policy file that is missing, unreadable, or made for another model or other weights."""
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """SHA-256 over the model's state dict (names, shapes, dtypes and bytes, in key order): identifies weights."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def read_policy(source: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """A policy dict from a `policy.json` path (or the dict itself), checked for the keys a replay needs."""
+    if isinstance(source, dict):
+        policy = source
+    else:
+        path = Path(source)
+        if path.is_dir():
+            path = path / "policy.json"
+        if not path.is_file():
+            raise PolicyError(f"policy file {path} not found (a search writes RUN/policy.json)")
+        try:
+            policy = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise PolicyError(f"{path} is not a valid policy.json ({e}); rerun the search or restore the file") from e
+    if not isinstance(policy, dict) or not isinstance(policy.get("removed"), dict):
+        raise PolicyError("not a gnnrl policy: it has no 'removed' table of channels per group")
+    return policy
+
+
+def check_policy(policy: dict[str, Any], model: nn.Module, graph: Graph, group_ids: list[int],
+                 sizes: list[int]) -> None:
+    """Refuse a policy made for another architecture, class count or weights, naming what differs."""
+    spec = getattr(model, "gnnrl_spec", None)
+    want = policy.get("model")
+    if spec is not None and want is not None:
+        have = asdict(spec)
+        diff = [k for k in ("name", "num_classes", "kwargs") if want.get(k) != have.get(k)]
+        if diff:
+            raise PolicyError("this policy was searched for another model: " + ", ".join(
+                f"{k} {want.get(k)!r} (policy) vs {have.get(k)!r} (model)" for k in diff))
+    stored = policy.get("weights_sha256")
+    if stored is not None and stored != weights_fingerprint(model):
+        raise PolicyError(f"this policy was searched on other weights (sha256 {stored[:12]}…, these are "
+                          f"{weights_fingerprint(model)[:12]}…): channel importances differ, so it would not remove "
+                          "the channels the search evaluated. Pass the --weights the search used.")
+    removed = {int(k): int(v) for k, v in policy["removed"].items()}
+    if sorted(removed) != sorted(group_ids):
+        raise PolicyError(f"this policy names channel groups {sorted(removed)}, the model has prunable groups "
+                          f"{sorted(group_ids)}: it was made for another architecture")
+    bad = [g for g, n in zip(group_ids, sizes, strict=True) if not 0 <= removed[g] < n]
+    if bad:
+        raise PolicyError(f"this policy removes more channels than groups {bad} have: it was made for another model")
+
+
+def apply_policy(model: nn.Module, policy: str | Path | dict[str, Any], example_input: torch.Tensor | None = None,
+                 importance: str | None = None) -> PrunedModel:
+    """Prune `model` exactly as a search's policy says (the same channels the search evaluated)."""
+    policy = read_policy(policy)
+    if example_input is None:
+        shape = policy.get("input_shape") or [1, 3, 32, 32]
+        example_input = torch.zeros(1, *shape[1:])
+    graph = trace(model.eval(), example_input)
+    a = analyze(graph)
+    group_ids = [g.id for g in a.groups if g.prunable]
+    importance = importance or (policy.get("config") or {}).get("env", {}).get("importance", "l1")
+    orders = removal_orders(graph, group_ids, importance)
+    check_policy(policy, model, graph, group_ids, [len(o) for o in orders])
+    removed = np.array([int(policy["removed"][str(g)]) for g in group_ids])
+    plan = plan_from_removed(graph, orders, removed)
+    module = apply_plan(graph, plan)
+    module.gnnrl_lineage = lineage_after(graph, plan)  # type: ignore[assignment]
+    return PrunedModel(module=module, plan=plan, cost=cost_after(graph, plan), base_cost=original_cost(graph))
+
+
+def policy_for_ratios(graph: Graph, model: nn.Module, ratios: dict[int, float], importance: str = "l1"
+                      ) -> dict[str, Any]:
+    """A policy dict (as a search writes it) for per-group ratios, e.g. a uniform baseline at a budget."""
+    a = analyze(graph)
+    group_ids = [g.id for g in a.groups if g.prunable]
+    orders = removal_orders(graph, group_ids, importance)
+    removed = {str(g): int(np.floor(ratios.get(g, 0.0) * len(o) + 0.5)) for g, o in zip(group_ids, orders, strict=True)}
+    removed = {g: min(r, len(o) - 1) for (g, r), o in zip(removed.items(), orders, strict=True)}
+    plan = plan_from_removed(graph, orders, list(removed.values()))
+    cost, base = cost_after(graph, plan), original_cost(graph)
+    spec = getattr(model, "gnnrl_spec", None)
+    return {"model": asdict(spec) if spec is not None else None, "input_shape": list(graph.example_input.shape),
+            "weights_sha256": weights_fingerprint(model), "macs_ratio": cost.macs / base.macs,
+            "params_ratio": cost.params / base.params, "removed": removed,
+            "ratios": {g: r / len(o) for (g, r), o in zip(removed.items(), orders, strict=True)},
+            "config": {"env": {"importance": importance}}}

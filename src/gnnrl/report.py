@@ -1,0 +1,216 @@
+"""The report of a `gnnrl compress` run, rebuilt from the run folder's files alone (`gnnrl report RUN`).
+
+Reads run.json, search/policy.json, search/history.jsonl, layers.json, eval.json, finetune/history.jsonl and
+deploy.json; writes report.json (everything in one place, for scripts), report.md (the before/after table a
+reader wants) and the plots: ratios.png (kept channels per layer, like the paper's Fig. 3), pareto.png (every
+episode's validation top-1 against its MACs), rewards.png and finetune.png.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import GnnrlError
+from .files import atomic_write, write_json, write_text
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GnnrlError(f"{path} is unreadable ({e}); rerun that stage with `gnnrl compress … --resume` after "
+                         "deleting it") from e
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def collect(run: str | Path) -> dict[str, Any]:
+    """Everything a run folder knows, as one dict (what report.json holds)."""
+    run = Path(run)
+    if not (run / "run.json").is_file():
+        raise GnnrlError(f"{run} is not a gnnrl compress run folder (no run.json)")
+    rep: dict[str, Any] = {"run": _read_json(run / "run.json")}
+    policy = _read_json(run / "search" / "policy.json")
+    if policy:
+        rep["search"] = {k: policy.get(k) for k in ("val_top1", "uniform_val_top1", "macs_ratio", "params_ratio",
+                                                    "episode", "episodes_run", "budget", "metric", "method")}
+    for name in ("eval", "deploy"):
+        value = _read_json(run / f"{name}.json")
+        if value is not None:
+            rep[name] = value
+    ft = _read_jsonl(run / "finetune" / "history.jsonl")
+    if ft:
+        rep["finetune"] = {"epochs": len(ft), "best_val_top1": max(r["val/top1"] for r in ft),
+                           "best_epoch": max(ft, key=lambda r: r["val/top1"])["epoch"], "history": ft}
+    return rep
+
+
+def _fmt(x: float | None, spec: str = ".2f") -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def markdown(rep: dict[str, Any]) -> str:
+    """The before/after table and the run's key facts as Markdown."""
+    r = rep["run"]
+    ev = rep.get("eval", {})
+    dep = rep.get("deploy", {})
+    lines = [f"# gnnrl compress: {r['model']['name']} at {r['budget']:.0%} of the {r['metric']}", ""]
+    orig, before, after = ev.get("original", {}), ev.get("pruned_before_ft", {}), ev.get("pruned_after_ft", {})
+    cost = ev.get("cost", {})
+    files = dep.get("files", {})
+    lines += ["| | original | pruned, before fine-tune | pruned, after fine-tune |", "|---|---|---|---|"]
+    for split, label in (("test", "top-1 test (10k) %"), ("test_rest", "top-1 test_rest (5k, unseen) %"),
+                         ("val", "top-1 val (5k, searched on) %")):
+        lines.append(f"| {label} | {_fmt(orig.get(split))} | {_fmt(before.get(split))} | {_fmt(after.get(split))} |")
+    if cost:
+        o, p = cost["original"], cost["pruned"]
+        lines.append(f"| MACs (M) | {o['macs'] / 1e6:.2f} | {p['macs'] / 1e6:.2f} "
+                     f"({p['macs'] / o['macs']:.3f}×) | ← |")
+        lines.append(f"| params (M) | {o['params'] / 1e6:.3f} | {p['params'] / 1e6:.3f} "
+                     f"({p['params'] / o['params']:.3f}×) | ← |")
+    if files:
+        lines.append(f"| ONNX file (KB) | {files['original_onnx'] / 1024:.0f} | | {files['pruned_onnx'] / 1024:.0f} |")
+        lines.append(f"| safetensors (KB) | | | {files['pruned_safetensors'] / 1024:.0f} |")
+    mem = dep.get("memory", {})
+    if mem:
+        o, p = mem["original"], mem["pruned"]
+        lines.append(f"| weights + peak activations per image (KB) | {o['weight_bytes'] / 1024:.0f} + "
+                     f"{o['peak_activation_bytes'] / 1024:.0f} | | {p['weight_bytes'] / 1024:.0f} + "
+                     f"{p['peak_activation_bytes'] / 1024:.0f} |")
+    lat = dep.get("latency", [])
+    if lat:
+        lines += ["", f"Latency (ms per batch, median ± IQR over interleaved rounds, {dep.get('threads')} thread(s); "
+                  "PyTorch = inference copy with folded BN, channels-last):", "",
+                  "| engine | batch | original | pruned | speed-up |", "|---|---|---|---|---|"]
+        keys = sorted({(x["engine"], x["batch"]) for x in lat}, key=lambda k: (k[0] != "pytorch", k[1]))
+        for engine, batch in keys:
+            rows = {x["model"]: x for x in lat if x["engine"] == engine and x["batch"] == batch}
+            o, p = rows["original"], rows["pruned"]
+            lines.append(f"| {engine} | {batch} | {o['median_ms']:.2f} ± {o['iqr_ms']:.2f} | "
+                         f"{p['median_ms']:.2f} ± {p['iqr_ms']:.2f} | {o['median_ms'] / p['median_ms']:.2f}× |")
+    onnx = dep.get("onnx", {})
+    if onnx:
+        lines += ["", f"ONNX (opset {onnx['opset']}, dynamic batch) vs PyTorch: max |Δ logits| "
+                  f"{onnx['max_abs_diff']:.2e} on {onnx['check_batch']} random images."]
+    s = rep.get("search")
+    if s:
+        lines += ["", f"Search ({r.get('method', 'gnnrl')}, {s['episodes_run']} episodes): best val top-1 "
+                  f"{s['val_top1']:.2f} % at episode {s['episode']} (uniform L1 at the same budget: "
+                  f"{s['uniform_val_top1']:.2f} %), before fine-tuning, BatchNorm re-estimated."]
+    ft = rep.get("finetune")
+    if ft:
+        cfg = r.get("finetune", {})
+        kd = f"KD w={cfg.get('kd_weight')} T={cfg.get('kd_temperature')}" if cfg.get("kd_weight") else "no KD"
+        lines += [f"Fine-tune: {ft['epochs']} epochs (lr {cfg.get('lr')}, {kd}), best val {ft['best_val_top1']:.2f} % "
+                  f"at epoch {ft['best_epoch']} (the weights kept)."]
+    lines += ["", "Plots: ratios.png (kept channels per layer), pareto.png (val top-1 vs MACs per episode), "
+              "rewards.png, finetune.png."]
+    return "\n".join(lines) + "\n"
+
+
+def _savefig(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def plot_ratios(layers: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Per conv/linear layer: original width and kept channels; layers sharing a coupled group are marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.22 * len(layers)), 4.2))
+    xs = range(len(layers))
+    ax.bar(xs, [x["original"] for x in layers], color="0.85", label="original width")
+    colors = ["tab:orange" if x["coupled"] else "tab:blue" for x in layers]
+    ax.bar(xs, [x["kept"] for x in layers], color=colors)
+    ax.set_xticks(list(xs), [x["name"] for x in layers], rotation=90, fontsize=6)
+    ax.set_ylabel("output channels")
+    ax.set_title(title, fontsize=9)
+    ax.legend(handles=[Patch(color="0.85", label="original width"), Patch(color="tab:blue", label="kept"),
+                       Patch(color="tab:orange", label="kept (residual/concat-coupled group: one ratio for all)")],
+              fontsize=7, loc="upper left")
+    _savefig(fig, path)
+
+
+def plot_pareto(history: list[dict[str, Any]], path: Path, uniform: tuple[float, float] | None) -> None:
+    """Validation top-1 against MACs ratio of every searched episode, with the best and the uniform baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    warm = [r for r in history if r.get("phase") == "warmup"]
+    agent = [r for r in history if r.get("phase") != "warmup"]
+    for rows, color, label in ((warm, "0.6", "warm-up (random)"), (agent, "tab:blue", "agent")):
+        if rows:
+            ax.scatter([r["macs_ratio"] for r in rows], [r["val_top1"] for r in rows], s=12, color=color,
+                       alpha=0.7, label=label)
+    best = max(history, key=lambda r: r["val_top1"])
+    ax.scatter([best["macs_ratio"]], [best["val_top1"]], marker="*", s=160, color="tab:red",
+               label=f"best ({best['val_top1']:.2f} %, episode {best['episode']})", zorder=3)
+    if uniform is not None:
+        ax.scatter([uniform[0]], [uniform[1]], marker="s", s=50, color="tab:green",
+                   label=f"uniform L1 ({uniform[1]:.2f} %)", zorder=3)
+    ax.set_xlabel("MACs of the pruned network / original")
+    ax.set_ylabel("val top-1 before fine-tuning (%)")
+    ax.legend(fontsize=7, loc="lower right")
+    _savefig(fig, path)
+
+
+def plot_finetune(history: list[dict[str, Any]], path: Path) -> None:
+    """Training loss and validation top-1 per fine-tuning epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ep = [r["epoch"] for r in history]
+    ax.plot(ep, [r["train/loss"] for r in history], "o-", color="tab:blue", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.plot(ep, [r["val/top1"] for r in history], "s-", color="tab:red", label="val top-1")
+    ax2.set_ylabel("val top-1 (%)", color="tab:red")
+    _savefig(fig, path)
+
+
+def write_report(run: str | Path) -> dict[str, Any]:
+    """Write report.json, report.md and the plots of a run folder from its files; returns the report dict."""
+    from .search import plot_rewards
+
+    run = Path(run)
+    rep = collect(run)
+    layers = _read_json(run / "layers.json")
+    r = rep["run"]
+    if layers:
+        plot_ratios(layers, run / "ratios.png", f"{r['model']['name']}: channels kept per layer at "
+                    f"{rep.get('eval', {}).get('cost', {}).get('macs_ratio', r['budget']):.3f} of the MACs")
+    history = _read_jsonl(run / "search" / "history.jsonl")
+    policy = _read_json(run / "search" / "policy.json") or {}
+    if history:
+        uniform = (policy["uniform_macs_ratio"], policy["uniform_val_top1"]) if "uniform_macs_ratio" in policy \
+            else None
+        plot_pareto(history, run / "pareto.png", uniform)
+        plot_rewards(history, run / "rewards.png", int(policy.get("config", {}).get("warmup", 0)),
+                     float(policy.get("uniform_val_top1", float("nan"))))
+    if "finetune" in rep:
+        plot_finetune(rep["finetune"]["history"], run / "finetune.png")
+    write_json(run / "report.json", rep)
+    write_text(run / "report.md", markdown(rep))
+    return rep
