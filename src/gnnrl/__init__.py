@@ -1,44 +1,57 @@
 """gnnrl: topology-aware channel pruning of PyTorch CNNs with multi-stage GNN embeddings and RL (GNN-RL)."""
 
+from ._version import __version__ as __version__
+from .compress import CompressConfig, CompressResult, compress, quick_config
 from .cost import Cost, count_flops
 from .data import Cifar, Split, load_cifar, load_split
 from .errors import DataError, GnnrlError, ModelError, WeightsError
 from .evaluate import EvalResult, evaluate
+from .finetune import finetune, finetune_config
 from .groups import ChannelGroup, channel_groups
 from .models import create, list_models
+from .policy import PolicyError, apply_policy
 from .prune import PrunedModel, PruneError, cost_after, prune, ratios_for_budget
 from .saving import load, save
 from .search import SearchConfig, SearchResult, search
 from .trace import Graph, TraceError, register_leaf, trace
-
-__version__ = "0.1.0"
+from .train import TrainConfig, TrainResult
 
 __all__ = [
     "ChannelGroup",
     "Cifar",
+    "CompressConfig",
+    "CompressResult",
     "Cost",
     "DataError",
     "EvalResult",
     "GnnrlError",
     "Graph",
     "ModelError",
+    "PolicyError",
     "PruneError",
     "PrunedModel",
     "SearchConfig",
     "SearchResult",
     "Split",
     "TraceError",
+    "TrainConfig",
+    "TrainResult",
     "WeightsError",
+    "apply_policy",
     "channel_groups",
+    "compress",
     "cost_after",
     "count_flops",
     "create",
     "evaluate",
+    "finetune",
+    "finetune_config",
     "list_models",
     "load",
     "load_cifar",
     "load_split",
     "prune",
+    "quick_config",
     "ratios_for_budget",
     "register_leaf",
     "save",

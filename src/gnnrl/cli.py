@@ -16,6 +16,7 @@ from rich.text import Text
 from . import __version__
 from .errors import GnnrlError, WeightsError
 from .evaluate import DEFAULT_BATCH_SIZE
+from .files import check_writable, write_json
 
 console = Console(stderr=True)
 out = Console()
@@ -57,6 +58,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.weights and len(args.weights) != len(args.model):
         raise GnnrlError(f"got {len(args.model)} --model names but {len(args.weights)} --weights; give one each")
     # Check names and weights before the (possibly slow) data load, so mistakes surface at once.
+    if args.json:
+        check_writable(args.json)
     names = [canonical_name(n) for n in args.model]
     paths = [_resolve_weights(n, args.weights[i] if args.weights else None, args.dataset) for i, n in enumerate(names)]
     use_all_cores()
@@ -81,8 +84,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                       f"{r['params'] / 1e6:.3f}", f"{r['seconds']:.1f}")
     out.print(table)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows if len(rows) > 1 else rows[0], indent=2) + "\n")
+        write_json(args.json, rows if len(rows) > 1 else rows[0])
         console.print(f"wrote {args.json}")
     return 0
 
@@ -93,9 +95,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .data import load_cifar
     from .evaluate import use_all_cores
+    from .files import prepare_run_dir
     from .models import create
     from .train import TrainConfig, train
 
+    prepare_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     use_all_cores()
     data = load_cifar(args.data, args.dataset, progress=not args.quiet)
     torch.manual_seed(args.seed)  # the initialisation is part of what the seed reproduces
@@ -103,7 +107,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                          weight_decay=args.weight_decay, seed=args.seed, subset=args.subset,
                          val_from=args.val_from)
-    result = train(model, data, config, out_dir=args.out, resume=args.resume, progress=not args.quiet)
+    result = train(model, data, config, out_dir=args.out, resume=args.resume, progress=not args.quiet,
+                   overwrite=args.overwrite)
     console.print(f"[bold]{args.model}[/]: val top-1 {result.val_top1:.2f} %, test top-1 {result.test_top1:.2f} % "
                   f"→ {result.weights_path}")
     return 0
@@ -129,6 +134,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .prune import original_cost
     from .trace import trace
 
+    if args.json:
+        check_writable(args.json)
     model = create(args.model, num_classes=args.num_classes).eval()
     side = args.input_size or input_size(args.model)
     graph = trace(model, torch.zeros(1, 3, side, side))
@@ -136,8 +143,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     total = original_cost(graph)
     table = Table(title=f"{args.model}: {len(groups)} channel groups, {sum(g.prunable for g in groups)} prunable "
                   f"({total}, input {side}×{side})")
-    for col in ("id", "members", "channels", "MACs %", "prunable"):
-        table.add_column(col, justify="right" if col in ("id", "channels", "MACs %") else "left")
+    table.caption = ("MACs touched %: share of the model's MACs in the layers that create or read the group's "
+                     "channels. A conv both reads one group and creates another, so the column sums to about 200 %.")
+    for col in ("id", "members", "channels", "MACs touched %", "prunable"):
+        table.add_column(col, justify="right" if col in ("id", "channels", "MACs touched %") else "left")
     for g in groups:
         names = ", ".join(g.members[:3]) + (f" … (+{len(g.members) - 3})" if len(g.members) > 3 else "")
         chans = f"{g.prunable_size}/{g.size}" if g.prunable_size != g.size else str(g.size)
@@ -147,9 +156,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         from dataclasses import asdict
 
-        Path(args.json).write_text(json.dumps({"model": args.model, "input_size": side, "macs": total.macs,
-                                               "params": total.params, "groups": [asdict(g) for g in groups]},
-                                              indent=2) + "\n")
+        write_json(args.json, {"model": args.model, "input_size": side, "macs": total.macs, "params": total.params,
+                               "groups": [asdict(g) for g in groups]})
     return 0
 
 
@@ -161,6 +169,10 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from .models import create, input_size
     from .trace import trace
 
+    if args.out:
+        if Path(args.out).suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise GnnrlError(f"--out {args.out}: give a .png, .svg or .pdf file name")
+        check_writable(args.out)
     side = args.input_size or input_size(args.model)
     graph = trace(create(args.model, num_classes=args.num_classes).eval(), torch.zeros(1, 3, side, side))
     h = build_hierarchy(graph, levels=args.levels)
@@ -249,7 +261,7 @@ def _finetune_config_from(args: argparse.Namespace, epochs: int) -> Any:
                            seed=getattr(args, "seed", 0), subset=getattr(args, "subset", None))
 
 
-def _search_config_from(args: argparse.Namespace, episodes: int, warmup: int) -> Any:
+def _search_config_from(args: argparse.Namespace, episodes: int) -> Any:
     from dataclasses import replace
 
     from .agent import DDPGConfig
@@ -257,8 +269,11 @@ def _search_config_from(args: argparse.Namespace, episodes: int, warmup: int) ->
     from .search import SearchConfig
 
     _check_budget(args.budget)
-    if episodes < 2 or not 0 <= warmup < episodes:
-        raise GnnrlError(f"--episodes ({episodes}) must be ≥ 2 and --warmup ({warmup}) in [0, episodes)")
+    if episodes < 2:
+        raise GnnrlError(f"--episodes ({episodes}) must be at least 2")
+    if args.warmup is not None and not 0 <= args.warmup < episodes:
+        raise GnnrlError(f"--warmup ({args.warmup}) must be in [0, --episodes) = [0, {episodes})")
+    warmup = _warmup(args, episodes)
     env = EnvConfig(budget=args.budget, metric=args.metric, max_steps=args.max_steps, bn_recal=args.bn_recal,
                     latency_batch=args.latency_batch)
     return SearchConfig(env=env, agent=replace(DDPGConfig(), head=args.head), episodes=episodes, warmup=warmup,
@@ -295,13 +310,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .files import prepare_run_dir
     from .search import search
 
-    config = _search_config_from(args, args.episodes, _warmup(args, args.episodes))
-    prepare_run_dir(args.out, resume=args.resume)
+    config = _search_config_from(args, args.episodes)
+    prepare_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     _load_model(args)  # names and weights are checked before the (slow) data load
     use_all_cores()
     data = load_cifar(args.data, args.dataset, progress=not args.quiet)
     model = _load_model(args, data.num_classes)
-    result = search(model, data, config, out_dir=args.out, resume=args.resume, progress=not args.quiet)
+    result = search(model, data, config, out_dir=args.out, resume=args.resume, progress=not args.quiet,
+                    overwrite=args.overwrite)
     out.print(f"[bold]{model.gnnrl_spec.name}[/] at {result.macs_ratio:.3f} of the MACs: best val top-1 "
               f"{result.val_top1:.2f} % (episode {result.episode}) vs uniform L1 {result.uniform_val_top1:.2f} % — "
               f"before fine-tuning. Policy: {Path(args.out) / 'policy.json'}")
@@ -368,7 +384,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     use_all_cores()
     data = load_cifar(args.data, args.dataset, progress=not args.quiet and rank0)
     result = finetune(student, data, config, teacher=teacher, out_dir=args.out, resume=args.resume,
-                      progress=not args.quiet)
+                      progress=not args.quiet, overwrite=args.overwrite)
     if rank0:
         out.print(f"fine-tuned: best val top-1 {result.best_val_top1:.2f} % (epoch {result.best_epoch}) → "
                   f"{result.best_path}; last epoch: val {result.val_top1:.2f} %, test {result.test_top1:.2f} %")
@@ -386,7 +402,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
     base = quick_config() if args.quick else CompressConfig()
     episodes = args.episodes if args.episodes is not None else base.search.episodes
-    search_cfg = _search_config_from(args, episodes, _warmup(args, episodes))
+    search_cfg = _search_config_from(args, episodes)
     ft_epochs = args.epochs if args.epochs is not None else base.finetune.epochs
     config = replace(base, search=search_cfg, finetune=_finetune_config_from(args, ft_epochs),
                      latency_threads=args.latency_threads)
@@ -398,7 +414,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     model = _load_model(args, data.num_classes)
     log = None if args.json else (lambda msg: console.print(f"[bold cyan]{msg}[/]"))
     result = compress(model, data, args.out, config, resume=args.resume, overwrite=args.overwrite,
-                      progress=not quiet, log=log)
+                      progress=not quiet, log=log, policy=args.policy)
     if args.json:
         print(json.dumps(result.report, indent=2))
     else:
@@ -455,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subset", type=int, help="train on only this many (class-balanced) images: a smoke run")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true", help="start over in a folder that holds a run")
     p.add_argument("--quiet", action="store_true")
     _add_data_args(p, val_from="train")
     p.set_defaults(func=cmd_train)
@@ -480,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_args(p)
     p.add_argument("--out", required=True, help="run folder: policy.json, history.jsonl, rewards.png, checkpoint")
     p.add_argument("--resume", action="store_true", help="continue a killed run from OUT/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true", help="start over in a folder that holds a run")
     p.add_argument("--quiet", action="store_true")
     _add_data_args(p)
     p.set_defaults(func=cmd_search)
@@ -512,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_search_args(p, episodes=None)
     _add_finetune_args(p, epochs=None, flag="--ft-epochs")
+    p.add_argument("--policy", help="skip the search: use this policy.json (from a search of the same model and "
+                   "weights)")
     p.add_argument("--quick", action="store_true", help="a short search (24 episodes) and a 2-epoch fine-tune: "
                    "the demo, minutes on 2 cores")
     p.add_argument("--latency-threads", type=int, default=1, help="threads for the latency comparison")

@@ -18,6 +18,7 @@ without `resume` or `overwrite`; a resume with other settings is refused, naming
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -27,7 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
+from ._version import __version__
+from .checkpoint import differences
 from .data import Cifar
 from .env import EnvConfig, recalibrate_bn
 from .errors import GnnrlError
@@ -36,7 +38,8 @@ from .export import compare_latency, export_onnx, memory
 from .files import prepare_run_dir, write_json
 from .finetune import finetune, finetune_config
 from .groups import analyze
-from .policy import apply_policy, weights_fingerprint
+from .identity import weights_fingerprint
+from .policy import apply_policy, read_policy
 from .prune import PrunedModel
 from .report import write_report
 from .saving import load, save
@@ -70,7 +73,7 @@ class CompressConfig:
 def quick_config(budget: float = 0.5, metric: str = "macs") -> CompressConfig:
     """`--quick`: a 24-episode search and a 2-epoch distilled fine-tune — the README demo (minutes on 2 cores)."""
     env = EnvConfig(budget=budget, metric=metric)
-    return CompressConfig(search=SearchConfig(env=env, episodes=24, warmup=12),
+    return CompressConfig(search=SearchConfig(env=env, episodes=24, warmup=4),
                           finetune=finetune_config(epochs=2), latency_rounds=9)
 
 
@@ -84,21 +87,10 @@ def _identity(model: nn.Module, data: Cifar, config: CompressConfig) -> dict[str
 
 def _check_identity(saved: dict[str, Any], now: dict[str, Any], path: Path) -> None:
     """Refuse to resume a run made with another model, weights, data or settings; name what differs."""
-    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            if isinstance(v, dict) and v:
-                out.update(flat(v, f"{prefix}{k}."))
-            else:
-                out[f"{prefix}{k}"] = v
-        return out
-
-    a, b = flat(saved), flat(now)
-    diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k != "data_source")
+    diff = differences({k: v for k, v in saved.items() if k != "data_source"},
+                       {k: v for k, v in now.items() if k != "data_source"})
     if diff:
-        shown = ", ".join(f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in diff[:6])
-        more = f" (+{len(diff) - 6} more)" if len(diff) > 6 else ""
-        raise GnnrlError(f"{path} was made with other inputs or settings ({shown}{more}); resume with the same ones, "
+        raise GnnrlError(f"{path} was made with other inputs or settings ({diff}); resume with the same ones, "
                          "or start a new --out")
 
 
@@ -125,6 +117,26 @@ def _mark_coupled(rows: list[dict[str, Any]], graph: Any) -> list[dict[str, Any]
     return [{**r, "coupled": r["name"] in coupled} for r in rows]
 
 
+def check_reachable(model: nn.Module, env: EnvConfig, input_shape: tuple[int, ...]) -> None:
+    """Refuse, before anything is written, a MACs/params budget that even one channel per group cannot meet."""
+    if env.metric not in ("macs", "params"):
+        return  # a latency budget needs the timed latency model: the environment checks it
+    from .prune import cost_after, original_cost, plan_from_removed, removal_orders
+    from .trace import trace
+
+    graph = trace(model.eval(), torch.zeros(1, *input_shape))
+    groups = [g.id for g in analyze(graph).groups if g.prunable]
+    if not groups:
+        raise GnnrlError("this model has no prunable channel group (see `gnnrl info`)")
+    orders = removal_orders(graph, groups, env.importance)
+    floor = cost_after(graph, plan_from_removed(graph, orders, [len(o) - 1 for o in orders]))
+    base = original_cost(graph)
+    ratio = floor.macs / base.macs if env.metric == "macs" else floor.params / base.params
+    if ratio > env.budget:
+        raise GnnrlError(f"budget {env.budget} cannot be met: keeping one channel per group still leaves {ratio:.3f} "
+                         f"of the {env.metric}; choose a budget above that")
+
+
 def _evaluate_all(module: nn.Module, splits: dict[str, Any]) -> dict[str, float]:
     """Top-1 on val and test_rest, and on the whole test set as their image-weighted mean (they partition it)."""
     res = {name: evaluate(module, split) for name, split in splits.items()}
@@ -143,15 +155,25 @@ class CompressResult:
 
 def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressConfig | None = None,
              resume: bool = False, overwrite: bool = False, progress: bool = True,
-             log: Any = None) -> CompressResult:
-    """Search, prune, fine-tune, evaluate, export and report `model` into the run folder `out` (resumable)."""
+             log: Any = None, policy: str | Path | None = None) -> CompressResult:
+    """Search, prune, fine-tune, evaluate, export and report `model` into the run folder `out` (resumable).
+
+    With `policy` (a policy.json from an earlier search of this model and weights) the search is skipped.
+    """
     config = config or CompressConfig()
     say = log or (lambda msg: None)
+    given = read_policy(policy) if policy is not None else None
+    if given is not None:
+        apply_policy(model, given)  # refuses a policy of another model or other weights, before anything is written
+    else:
+        check_reachable(model, config.search.env, tuple(data.test_images.shape[1:]))
     out = prepare_run_dir(out, resume=resume, overwrite=overwrite)
     if overwrite and not resume:
         for child in out.iterdir():  # start over: what the user asked for, and only inside the run folder
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     identity = _identity(model, data, config)
+    if given is not None:
+        identity["policy_sha256"] = hashlib.sha256(json.dumps(given, sort_keys=True).encode()).hexdigest()
     if (out / "run.json").is_file():
         saved = json.loads((out / "run.json").read_text())
         _check_identity(saved.get("identity", {}), identity, out / "run.json")
@@ -164,7 +186,12 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
     # 1. search (its own checkpoint resumes it episode by episode)
     sdir = out / "search"
     policy_path = sdir / "policy.json"
-    done = policy_path.is_file() and json.loads(policy_path.read_text()).get("episodes_run") == config.search.episodes
+    if given is not None and not policy_path.is_file():
+        say(f"[1/6] search: skipped, using the given policy ({given.get('episodes_run', '?')} episodes, val top-1 "
+            f"{given.get('val_top1', float('nan')):.2f} % before fine-tuning)")
+        write_json(policy_path, {**given, "given": str(policy)})
+    done = policy_path.is_file() and (json.loads(policy_path.read_text()).get("episodes_run") == config.search.episodes
+                                      or given is not None)
     if not done:
         say(f"[1/6] search: {config.search.episodes} episodes")
         search(model, data, config.search, out_dir=sdir, resume=(sdir / "checkpoint.pt").is_file(),

@@ -17,11 +17,12 @@ from __future__ import annotations
 import itertools
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import fx, nn
+from torch import nn
 
 from .evaluate import inference_copy
 from .groups import analyze
@@ -72,6 +73,9 @@ class LatencyModel:
     coef: tuple[float, float, float]
     samples: tuple[tuple[float, float, float], ...]
     """(MACs, activation elements, measured seconds) of each network the fit used"""
+    fallback: bool = False
+    """True when the timings were too noisy for pruning to lower the fitted latency, and the model fell back to
+    latency ∝ MACs (scaled to the unpruned network's measured time)"""
 
     def predict(self, macs: float, activations: float) -> float:
         """Predicted seconds per batch."""
@@ -91,39 +95,66 @@ class LatencyModel:
 
     def to_dict(self) -> dict[str, object]:
         """JSON/checkpoint-friendly form (inverse: `from_dict`)."""
-        return {"batch_size": self.batch_size, "coef": list(self.coef), "samples": [list(s) for s in self.samples]}
+        return {"batch_size": self.batch_size, "coef": list(self.coef), "samples": [list(s) for s in self.samples],
+                "fallback": self.fallback}
 
     @staticmethod
     def from_dict(d: dict[str, object]) -> LatencyModel:
         """Inverse of `to_dict`."""
         coef = tuple(float(c) for c in d["coef"])  # type: ignore[attr-defined]
         samples = tuple(tuple(float(v) for v in s) for s in d["samples"])  # type: ignore[attr-defined]
-        return LatencyModel(int(d["batch_size"]), coef, samples)  # type: ignore[arg-type, call-overload]
+        return LatencyModel(int(d["batch_size"]), coef, samples,  # type: ignore[arg-type, call-overload]
+                            bool(d.get("fallback", False)))
+
+
+Measure = Callable[[nn.Module, torch.Tensor], float]
+"""seconds of one forward pass of an inference copy on a batch (injected in tests: no test times anything)"""
+
+
+def timed(repeats: int = 20, warmup: int = 3) -> Measure:
+    """The real `Measure`: median wall time over `repeats` calls after `warmup` untimed ones."""
+    return lambda runner, x: _time(runner, x, repeats, warmup)
 
 
 def fit_latency_model(graph: Graph, batch_size: int = 1, networks: int = 12, repeats: int = 20,
-                      seed: int = 0, progress: bool = False) -> LatencyModel:
+                      seed: int = 0, progress: bool = False, rounds: int = 3, measure: Measure | None = None,
+                      warn: Callable[[str], None] | None = None) -> LatencyModel:
     """Time `networks` variants of the traced network (unpruned to ~90% of channels removed) and fit the model.
 
     Variants differ in overall ratio and, randomly (×0.3–1.7), per group, like a search's policies, so MACs and
-    activations do not move in lockstep and odd channel counts are represented.
+    activations do not move in lockstep and odd channel counts are represented. Each is timed once per round,
+    rounds interleaved (a busy machine slows all variants alike), and its median is fitted. If the fit still says
+    pruning does not lower latency (noise swamped the signal), the model falls back to latency ∝ MACs and `warn`s.
     """
+    measure = measure or timed(max(1, repeats // rounds))
     rng = np.random.default_rng(seed)
     groups = [g.id for g in analyze(graph).groups if g.prunable]
-    samples = []
+    x = _batch(graph.example_input, batch_size)
+    variants = []
+    for level in np.linspace(0.0, 0.9, networks):
+        ratios = {g: float(np.clip(level * rng.uniform(0.3, 1.7), 0.0, 0.95)) for g in groups}
+        plan = make_plan(graph, ratios)
+        variants.append((plan, inference_copy(apply_plan(graph, plan), x[:1])))
+    times: list[list[float]] = [[] for _ in variants]
     bar = progress_bar(progress, counts=True, transient=True)
-    task = bar.add_task(f"timing pruned variants (batch {batch_size})", total=networks, info="")
+    task = bar.add_task(f"timing pruned variants (batch {batch_size})", total=rounds * networks, info="")
     with bar:
-        for level in np.linspace(0.0, 0.9, networks):
-            ratios = {g: float(np.clip(level * rng.uniform(0.3, 1.7), 0.0, 0.95))
-                      for g in groups}
-            plan = make_plan(graph, ratios)
-            module: fx.GraphModule = apply_plan(graph, plan)
-            seconds = measure_latency(module, graph.example_input, batch_size, repeats)
-            samples.append((float(cost_after(graph, plan).macs), float(activation_elements(graph, plan.keep)),
-                            seconds))
-            bar.update(task, advance=1, info=f"{1000 * seconds:.2f} ms")
-    return LatencyModel(batch_size, _nonnegative_fit(samples), tuple(samples))
+        for r in range(rounds):
+            order = range(networks) if r % 2 == 0 else reversed(range(networks))
+            for i in order:
+                times[i].append(measure(variants[i][1], x))
+                bar.update(task, advance=1, info=f"{1000 * times[i][-1]:.2f} ms")
+    samples = [(float(cost_after(graph, plan).macs), float(activation_elements(graph, plan.keep)),
+                statistics.median(t)) for (plan, _), t in zip(variants, times, strict=True)]
+    coef = _nonnegative_fit(samples)
+    fitted = LatencyModel(batch_size, coef, tuple(samples))
+    full, smallest = samples[0], min(samples, key=lambda s: s[0])
+    if fitted.predict(smallest[0], smallest[1]) >= 0.98 * fitted.predict(full[0], full[1]):
+        if warn is not None:
+            warn(f"latency timings at batch {batch_size} were too noisy for pruning to lower the fitted latency "
+                 "(a busy machine?); predicting latency ∝ MACs instead")
+        return LatencyModel(batch_size, (0.0, full[2] / full[0], 0.0), tuple(samples), fallback=True)
+    return fitted
 
 
 def _nonnegative_fit(samples: list[tuple[float, float, float]]) -> tuple[float, float, float]:

@@ -9,7 +9,6 @@ so that is refused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -21,22 +20,13 @@ from torch import nn
 
 from .errors import GnnrlError
 from .groups import analyze
+from .identity import weights_fingerprint
 from .prune import PrunedModel, apply_plan, cost_after, lineage_after, original_cost, plan_from_removed, removal_orders
 from .trace import Graph, trace
 
 
 class PolicyError(GnnrlError):
     """A policy file that is missing, unreadable, or made for another model or other weights."""
-
-
-def weights_fingerprint(model: nn.Module) -> str:
-    """SHA-256 over the model's state dict (names, shapes, dtypes and bytes, in key order): identifies weights."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def read_policy(source: str | Path | dict[str, Any]) -> dict[str, Any]:

@@ -95,6 +95,8 @@ def plan_from_removed(graph: Graph, orders: list[np.ndarray], removed: np.ndarra
 
 def make_plan(graph: Graph, ratios: Ratios, importance: str | np.ndarray = "l1", round_to: int = 1) -> PrunePlan:
     """Choose the units to keep: in each group, remove `ratio` of its free units, least important first."""
+    if not isinstance(round_to, int) or round_to < 1:
+        raise PruneError(f"round_to must be a positive integer (1: no rounding), not {round_to!r}")
     a = analyze(graph)
     per_group = _check_ratios(a, ratios)
     scores = unit_scores(graph, importance) if isinstance(importance, str) else np.asarray(importance)
@@ -113,8 +115,10 @@ def make_plan(graph: Graph, ratios: Ratios, importance: str | np.ndarray = "l1",
 
 def _check_ratios(a: Analysis, ratios: Ratios) -> dict[int, float]:
     prunable = [g.id for g in a.groups if g.prunable]
-    if isinstance(ratios, (int, float)):
+    if isinstance(ratios, (int, float, np.number)) and not isinstance(ratios, bool):
         ratios = dict.fromkeys(prunable, float(ratios))
+    if not isinstance(ratios, Mapping):
+        raise PruneError(f"ratios must be a number in [0, 1) or a dict {{group id: ratio}}, not {ratios!r}")
     out = {}
     for g, r in ratios.items():
         if not 0.0 <= float(r) < 1.0:

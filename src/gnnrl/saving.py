@@ -52,9 +52,13 @@ def read_lineage(path: str | Path) -> Lineage:
     if raw is None:
         raise WeightsError(f"{path} has no gnnrl metadata: it was not written by gnnrl.save (use --weights for "
                            "plain state dicts)")
-    meta = json.loads(raw)
-    if meta.get("format") != FORMAT:
-        raise WeightsError(f"{path} is in format {meta.get('format')!r}; this gnnrl reads {FORMAT}")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"{path} has damaged gnnrl metadata ({e.msg}); re-save the model with gnnrl.save") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise WeightsError(f"{path} is in format {fmt!r}; this gnnrl reads {FORMAT}")
     return Lineage(spec=meta["spec"], input_shape=tuple(meta["input_shape"]),
                    rounds=tuple(tuple(r) for r in meta["rounds"]))
 

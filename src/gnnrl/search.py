@@ -29,8 +29,8 @@ from .env import DNNGraphEnv, EnvConfig, uniform_removed
 from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
 from .files import atomic_write, torch_save, write_json, write_text
+from .identity import model_identity, tensor_fingerprint, weights_fingerprint
 from .latency import LatencyModel, fit_latency_model, measured_ratio
-from .policy import weights_fingerprint
 from .progress import progress_bar
 from .prune import cost_after, original_cost
 from .trace import Graph, trace
@@ -86,6 +86,20 @@ def recal_split(data: Cifar, config: SearchConfig) -> Split | None:
     return data.split("train", val_from=config.val_from).balanced_subset(max(n, 10), seed=1) if n else None
 
 
+def _warn(message: str) -> None:
+    """A warning a user sees as one line on stderr (and a script can catch as a Python warning)."""
+    import warnings
+
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def search_identity(model: nn.Module, data: Cifar, config: SearchConfig) -> dict[str, Any]:
+    """What a search depends on besides its settings: the model and its weights, the validation images."""
+    val = data.split("val", val_from=config.val_from, val_size=config.val_size)
+    return {"model": model_identity(model), "dataset": data.name, "val_sha256": tensor_fingerprint(val.images,
+                                                                                                    val.labels)}
+
+
 def make_env(model: nn.Module, data: Cifar, config: SearchConfig, latency: LatencyModel | None = None,
              progress: bool = False) -> DNNGraphEnv:
     """The search's environment: val split per `config`, BN recalibration images from the training split, and
@@ -95,7 +109,7 @@ def make_env(model: nn.Module, data: Cifar, config: SearchConfig, latency: Laten
     source: nn.Module | Graph = model
     if config.env.metric == "latency" and latency is None:
         source = trace(model, torch.zeros(1, *val.images.shape[1:]))
-        latency = fit_latency_model(source, config.env.latency_batch, progress=progress)
+        latency = fit_latency_model(source, config.env.latency_batch, progress=progress, warn=_warn)
     return DNNGraphEnv(source, val, config.env, recal, latency)
 
 
@@ -107,15 +121,26 @@ def search(
     resume: bool = False,
     progress: bool = True,
     on_episode_end: Callable[[dict[str, Any]], bool | None] | None = None,
+    overwrite: bool = False,
+    latency: LatencyModel | None = None,
 ) -> SearchResult:
-    """Run the GNN-RL search; with `out_dir`, write policy.json, history.jsonl, rewards.png and checkpoints."""
+    """Run the GNN-RL search; with `out_dir`, write policy.json, history.jsonl, rewards.png and checkpoints.
+
+    `latency` (metric 'latency'): a latency model fitted beforehand (e.g. on the deployment device); by default one
+    is fitted on this machine before the first episode.
+    """
     if config.warmup >= config.episodes:
         raise GnnrlError(f"warm-up ({config.warmup}) must be shorter than the search ({config.episodes} episodes)")
     out = Path(out_dir) if out_dir is not None else None
     ckpt = out / "checkpoint.pt" if out else None
-    saved = load_for_resume(ckpt, json.loads(json.dumps(asdict(config)))) if resume else None
+    if out and not resume and not overwrite and ((out / "checkpoint.pt").exists() or (out / "policy.json").exists()):
+        raise GnnrlError(f"{out} already holds a search; resume it (--resume), start over (--overwrite), or choose "
+                         "another folder")
+    identity = search_identity(model, data, config)
+    saved = load_for_resume(ckpt, json.loads(json.dumps(asdict(config))), identity=identity) if resume else None
     # a resumed run predicts latency with the model its first part measured, not a new (noisy) one
-    latency = LatencyModel.from_dict(saved["latency"]) if saved and saved.get("latency") else None
+    if saved and saved.get("latency"):
+        latency = LatencyModel.from_dict(saved["latency"])
     env = make_env(model, data, config, latency, progress)
     agent = DDPG(env.hierarchy, env.group_ids, len(env.analysis.groups), config.agent, config.seed)
     # the buffer keeps, with every observation, the removed-channel counts it is computed from: checkpoints
@@ -183,7 +208,8 @@ def search(
             if out:
                 last = state["episode"] == config.episodes
                 _write_outputs(out, env, config, state, uniform, model, plot=last or state["episode"] % 10 == 0)
-                torch_save({"config": json.loads(json.dumps(asdict(config))), "agent": agent.state_dict(),
+                torch_save({"config": json.loads(json.dumps(asdict(config))), "identity": identity,
+                            "agent": agent.state_dict(),
                             "buffer": buffer.state_dict(), "rng": rng.bit_generator.state,
                             "torch_rng": torch.get_rng_state(), "cache": dict(env.cache),
                             "latency": env.latency.to_dict() if env.latency else None, **state}, ckpt)

@@ -85,6 +85,10 @@ def trace(
         gm.eval()
         with torch.no_grad():
             _ShapePass(gm).run(example)
+    except (RuntimeError, ValueError, IndexError) as e:  # the model's own error for an input that does not fit it
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise TraceError(f"the example input of shape {tuple(example_input.shape)} does not fit {type(model).__name__}"
+                         f": {first[:300]}") from e
     finally:
         for m, training in modes:
             m.training = training

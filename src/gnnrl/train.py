@@ -27,6 +27,7 @@ from .data import Cifar, normalize
 from .errors import GnnrlError
 from .evaluate import available_cores, default_device, evaluate, inference_copy
 from .files import torch_save, write_json, write_text
+from .identity import model_identity, tensor_fingerprint, weights_fingerprint
 from .progress import progress_bar
 
 
@@ -144,6 +145,7 @@ def train(
     progress: bool = True,
     on_epoch_end: Callable[[dict[str, float]], bool | None] | None = None,
     teacher: nn.Module | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train `model` in place; with `out_dir`, checkpoint every epoch (resumable) and save best and last weights.
 
@@ -182,8 +184,16 @@ def train(
     start_epoch = 0
     out = Path(out_dir) if out_dir is not None else None
     ckpt_path = out / "checkpoint.pt" if out else None
+    if ckpt_path is not None and ckpt_path.exists() and not resume and not overwrite:
+        raise GnnrlError(f"{out} already holds a training run; resume it (--resume), start over (--overwrite), or "
+                         "choose another folder")
+    # a resume must continue this run: same architecture, same teacher, same data (the weights themselves differ:
+    # they are what the checkpoint restores)
+    identity = {"model": model_identity(model, with_weights=False), "dataset": data.name,
+                "train_images": len(train_split), "val_sha256": tensor_fingerprint(val_split.labels),
+                "teacher_sha256": weights_fingerprint(teacher) if teacher is not None and config.kd_weight else None}
     if resume:
-        ckpt = load_for_resume(ckpt_path, asdict(config), map_location=device)
+        ckpt = load_for_resume(ckpt_path, asdict(config), map_location=device, identity=identity)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -248,7 +258,7 @@ def train(
                 write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
                 torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                             "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history, "best": best,
-                            "config": asdict(config)}, ckpt_path)
+                            "config": asdict(config), "identity": identity}, ckpt_path)
             _barrier(dist)
             if on_epoch_end is not None and on_epoch_end(history[-1]):
                 break

@@ -32,8 +32,9 @@ def read_state_dict(path: str | Path, allow_pickle: bool = False) -> dict[str, t
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Weights only load failed" not in str(e) or "Unsupported global" not in str(e):
-            raise WeightsError(f"{path} is corrupt or not a PyTorch checkpoint: {_first_line(e)}") from e
+        # torch phrases a blocked global as "Unsupported global" or "unsupported GLOBAL" depending on where it is
+        if "unsupported global" not in str(e).lower():
+            raise WeightsError(_corrupt(path, e)) from e
         if not allow_pickle:
             raise WeightsError(
                 f"{path} contains pickled Python objects ({_unsupported_global(e)}), which can run arbitrary code "
@@ -41,9 +42,9 @@ def read_state_dict(path: str | Path, allow_pickle: bool = False) -> dict[str, t
                 "(allow_pickle=True); better, re-save it as a plain state_dict or .safetensors."
             ) from e
         obj = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError) as e:
-        # torch raises all of these for truncated or foreign files, depending on where the bytes go wrong
-        raise WeightsError(f"{path} is corrupt or not a PyTorch checkpoint: {_first_line(e)}") from e
+    except Exception as e:
+        # for truncated or foreign bytes depending on where they go wrong; all mean "not a readable checkpoint"
+        raise WeightsError(_corrupt(path, e)) from e
     return _flatten(obj, path)
 
 
@@ -117,12 +118,23 @@ def _guess_architecture(state: dict[str, torch.Tensor]) -> str:
     return f"The checkpoint fits: {', '.join(fits)} (num_classes={num_classes})." if fits else ""
 
 
+def _corrupt(path: Path, e: BaseException) -> str:
+    """One line for an unreadable checkpoint: never torch's advice to load it unsafely."""
+    detail = _first_line(e)
+    if "weights_only" in detail or len(detail) > 100 or detail.isdigit():
+        detail = type(e).__name__
+    return (f"{path} is corrupt or not a PyTorch checkpoint ({detail}); check the path, or re-download / re-save it "
+            "(.pt, .pth, .th or .safetensors)")
+
+
 def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _unsupported_global(e: BaseException) -> str:
     for line in str(e).splitlines():
-        if "Unsupported global" in line:
-            return line.split("Unsupported global:", 1)[-1].strip().split(" was not")[0]
+        low = line.lower()
+        if "unsupported global" in low:
+            start = low.index("unsupported global") + len("unsupported global")
+            return line[start:].lstrip(": ").strip().split(" was not")[0]
     return "custom classes"
