@@ -233,3 +233,12 @@ def test_atomic_writes_replace_whole_files_with_the_usual_mode(tmp_path: Path) -
         atomic_write(path, broken)
     assert json.loads(path.read_text()) == {"a": 1}  # the old file survives a failed write
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]  # and no temporary is left behind
+
+
+def test_overwrite_never_empties_a_folder_that_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mine = tmp_path / "my-photos"
+    mine.mkdir()
+    (mine / "holiday.jpg").write_bytes(b"precious")
+    _fails(["compress", "--model", "resnet20", "--quick", "--out", str(mine), "--overwrite", "--quiet"],
+           "not a gnnrl compress run folder", capsys)
+    assert (mine / "holiday.jpg").read_bytes() == b"precious"

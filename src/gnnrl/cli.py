@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -284,10 +285,7 @@ def _warmup(args: argparse.Namespace, episodes: int) -> int:
     """--warmup, or a sixth of the run (the paper's 30 of 180), at most 30: a short run just works."""
     if args.warmup is not None:
         return int(args.warmup)
-    warmup = min(30, max(1, episodes // 6))
-    if not getattr(args, "json", False):
-        console.print(f"warm-up: {warmup} of {episodes} episodes take random actions (set with --warmup)")
-    return warmup
+    return min(30, max(1, episodes // 6))
 
 
 def _check_budget(budget: float) -> None:
@@ -316,6 +314,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     use_all_cores()
     data = load_cifar(args.data, args.dataset, progress=not args.quiet)
     model = _load_model(args, data.num_classes)
+    console.print(f"{config.episodes} episodes, the first {config.warmup} with random actions (--warmup)")
     result = search(model, data, config, out_dir=args.out, resume=args.resume, progress=not args.quiet,
                     overwrite=args.overwrite)
     out.print(f"[bold]{model.gnnrl_spec.name}[/] at {result.macs_ratio:.3f} of the MACs: best val top-1 "
@@ -446,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gnnrl", description=__doc__)
     parser.add_argument("--version", action="version", version=f"gnnrl {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all usable cores)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("eval", help="top-1 accuracy, MACs and params of models on a CIFAR split")
@@ -507,7 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--policy", help="policy.json of a search (or its run folder): replays the same channels")
     how.add_argument("--ratio", type=float, help="remove this fraction of every prunable group (uniform, L1)")
-    how.add_argument("--budget", type=float, help="uniform ratio scaled to keep this fraction of the MACs")
+    how.add_argument("--budget", type=float, help="a ratio profile (--method) scaled to keep this fraction of the "
+                     "MACs")
+    p.add_argument("--method", default="uniform", choices=("uniform",),
+                   help="with --budget: how ratios are spread over groups (uniform: one ratio for every group)")
     p.add_argument("--out", required=True, help="the pruned model file (.safetensors; rebuild with gnnrl.load)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_prune)
@@ -557,6 +560,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gnnrl` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be at least 1")
+        os.environ["GNNRL_THREADS"] = str(args.threads)  # read by use_all_cores() in every command
     try:
         return int(args.func(args))
     except GnnrlError as e:

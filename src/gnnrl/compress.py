@@ -35,7 +35,7 @@ from .env import EnvConfig, recalibrate_bn
 from .errors import GnnrlError
 from .evaluate import evaluate
 from .export import compare_latency, export_onnx, memory
-from .files import prepare_run_dir, write_json
+from .files import atomic_write, prepare_run_dir, write_json
 from .finetune import finetune, finetune_config
 from .groups import analyze
 from .identity import weights_fingerprint
@@ -78,10 +78,7 @@ def quick_config(budget: float = 0.5, metric: str = "macs") -> CompressConfig:
 
 
 def _identity(model: nn.Module, data: Cifar, config: CompressConfig) -> dict[str, Any]:
-    spec = getattr(model, "gnnrl_spec", None)
-    if spec is None:
-        raise GnnrlError("compress needs a model built by gnnrl.create (it records the architecture to rebuild it)")
-    return {"model": asdict(spec), "weights_sha256": weights_fingerprint(model), "dataset": data.name,
+    return {"model": asdict(model.gnnrl_spec), "weights_sha256": weights_fingerprint(model), "dataset": data.name,
             "data_source": str(data.source), "config": json.loads(json.dumps(asdict(config)))}
 
 
@@ -133,8 +130,9 @@ def check_reachable(model: nn.Module, env: EnvConfig, input_shape: tuple[int, ..
     base = original_cost(graph)
     ratio = floor.macs / base.macs if env.metric == "macs" else floor.params / base.params
     if ratio > env.budget:
+        what = "MACs" if env.metric == "macs" else env.metric
         raise GnnrlError(f"budget {env.budget} cannot be met: keeping one channel per group still leaves {ratio:.3f} "
-                         f"of the {env.metric}; choose a budget above that")
+                         f"of the {what}; choose a budget above that")
 
 
 def _evaluate_all(module: nn.Module, splits: dict[str, Any]) -> dict[str, float]:
@@ -162,14 +160,20 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
     """
     config = config or CompressConfig()
     say = log or (lambda msg: None)
+    if getattr(model, "gnnrl_spec", None) is None:
+        raise GnnrlError("compress needs a model built by gnnrl.create (it records the architecture to rebuild it); "
+                         "for your own nn.Module use gnnrl.prune and gnnrl.finetune")
     given = read_policy(policy) if policy is not None else None
     if given is not None:
         apply_policy(model, given)  # refuses a policy of another model or other weights, before anything is written
     else:
         check_reachable(model, config.search.env, tuple(data.test_images.shape[1:]))
     out = prepare_run_dir(out, resume=resume, overwrite=overwrite)
-    if overwrite and not resume:
-        for child in out.iterdir():  # start over: what the user asked for, and only inside the run folder
+    if overwrite and not resume and any(out.iterdir()):
+        if not (out / "run.json").is_file():  # never empty a folder that is not ours (think `--out ~ --overwrite`)
+            raise GnnrlError(f"--overwrite refused: {out} is not a gnnrl compress run folder (no run.json), so its "
+                             "files are not ours to delete; choose an empty or new --out")
+        for child in out.iterdir():  # start over: what the user asked for, and only inside our run folder
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     identity = _identity(model, data, config)
     if given is not None:
@@ -193,14 +197,14 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
     done = policy_path.is_file() and (json.loads(policy_path.read_text()).get("episodes_run") == config.search.episodes
                                       or given is not None)
     if not done:
-        say(f"[1/6] search: {config.search.episodes} episodes")
+        say(f"[1/6] search: {config.search.episodes} episodes, the first {config.search.warmup} with random actions")
         search(model, data, config.search, out_dir=sdir, resume=(sdir / "checkpoint.pt").is_file(),
                progress=progress)
     # 2. prune: replay the best policy exactly
     say("[2/6] prune: applying the best policy")
     pruned = apply_policy(model, policy_path)
     if not (out / "pruned.safetensors").is_file():
-        save(pruned, out / "pruned.safetensors")
+        atomic_write(out / "pruned.safetensors", lambda p: save(pruned, p))
     if not (out / "layers.json").is_file():
         from .trace import trace
 
@@ -214,8 +218,7 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
         student = load(out / "pruned.safetensors")
         _finetune(student, model, data, config.finetune, fdir, progress)
     if not (out / "model.safetensors").is_file():
-        shutil.copyfile(fdir / "best.safetensors", out / ".model.tmp")
-        (out / ".model.tmp").replace(out / "model.safetensors")
+        atomic_write(out / "model.safetensors", lambda p: shutil.copyfile(fdir / "best.safetensors", p))
     final = load(out / "model.safetensors")
     # 4. evaluate: original, pruned before fine-tuning (BN re-estimated as in the search), after
     if not (out / "eval.json").is_file():

@@ -50,8 +50,9 @@ def available_cores() -> int:
 
 
 def use_all_cores() -> None:
-    """Set torch's intra-op thread count to the usable cores."""
-    torch.set_num_threads(available_cores())
+    """Set torch's intra-op thread count to the usable cores, or to $GNNRL_THREADS (`gnnrl --threads N`)."""
+    wanted = os.environ.get("GNNRL_THREADS")
+    torch.set_num_threads(int(wanted) if wanted and wanted.isdigit() and int(wanted) > 0 else available_cores())
 
 
 def default_device() -> torch.device:

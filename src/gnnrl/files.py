@@ -62,22 +62,26 @@ def prepare_run_dir(out: str | Path, resume: bool = False, overwrite: bool = Fal
     if out.is_dir() and any(out.iterdir()) and not (resume or overwrite):
         raise GnnrlError(f"--out {out} already holds a run; pass --resume to continue it, --overwrite to start over, "
                          "or choose another --out")
-    check_writable(out / ".probe")
+    _check_creatable(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
 
 
 def check_writable(path: str | Path) -> Path:
-    """Fail now, with one line, if `path` cannot be created (checked before the slow work that writes it)."""
+    """Fail now, with one line, if the file `path` cannot be created (checked before the slow work that writes it)."""
     path = Path(path)
     if path.is_dir():
         raise GnnrlError(f"{path} is a folder; give a file name")
-    parent = path.parent
-    existing = parent
+    _check_creatable(path.parent)
+    return path
+
+
+def _check_creatable(folder: Path) -> None:
+    """The folder exists or can be made: no file in the way, and its nearest existing ancestor is writable."""
+    existing = folder
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise GnnrlError(f"cannot write {path}: {existing} is a file, not a folder")
+        raise GnnrlError(f"cannot create {folder}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise GnnrlError(f"cannot write {path}: {existing} is not writable; choose another output path")
-    return path
+        raise GnnrlError(f"cannot write in {existing} (permission denied); choose another output path")

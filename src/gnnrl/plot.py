@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .files import atomic_write
 from .hierarchy import Hierarchy, SubGraph
 
 
@@ -77,7 +78,7 @@ def draw_hierarchy(h: Hierarchy, path: str | Path, title: str = "") -> Path:
               f"motif {key[:6]} × {counts[key]}: {h.motif_names.get(key, '')[:120]}")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format=fmt))
     plt.close(fig)
     return path

@@ -48,7 +48,8 @@ def read_lineage(path: str | Path) -> Lineage:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get("gnnrl")
     except (SafetensorError, OSError) as e:
-        raise WeightsError(f"{path} is not a readable safetensors file: {e}") from e
+        raise WeightsError(f"{path} is not a pruned model written by gnnrl (gnnrl prune / compress / gnnrl.save): "
+                           f"{e}") from e
     if raw is None:
         raise WeightsError(f"{path} has no gnnrl metadata: it was not written by gnnrl.save (use --weights for "
                            "plain state dicts)")
