@@ -172,20 +172,25 @@ def plot_pareto(history: list[dict[str, Any]], path: Path, uniform: tuple[float,
     _savefig(fig, path)
 
 
-def plot_finetune(history: list[dict[str, Any]], path: Path) -> None:
-    """Training loss and validation top-1 per fine-tuning epoch."""
+def plot_finetune(history: list[dict[str, Any]], path: Path, original_val: float | None = None) -> None:
+    """Training loss and validation top-1 per fine-tuning epoch; the unpruned model's val top-1 for reference."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ep = [r["epoch"] for r in history]
     ax.plot(ep, [r["train/loss"] for r in history], "o-", color="tab:blue", label="train loss")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("fine-tuning epoch")
     ax.set_ylabel("train loss", color="tab:blue")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2 = ax.twinx()
     ax2.plot(ep, [r["val/top1"] for r in history], "s-", color="tab:red", label="val top-1")
+    if original_val is not None:
+        ax2.axhline(original_val, color="tab:red", ls="--", lw=1, label=f"unpruned ({original_val:.2f} %)")
+        ax2.legend(fontsize=7, loc="center right")
     ax2.set_ylabel("val top-1 (%)", color="tab:red")
     _savefig(fig, path)
 
@@ -210,7 +215,8 @@ def write_report(run: str | Path) -> dict[str, Any]:
         plot_rewards(history, run / "rewards.png", int(policy.get("config", {}).get("warmup", 0)),
                      float(policy.get("uniform_val_top1", float("nan"))))
     if "finetune" in rep:
-        plot_finetune(rep["finetune"]["history"], run / "finetune.png")
+        plot_finetune(rep["finetune"]["history"], run / "finetune.png",
+                      rep.get("eval", {}).get("original", {}).get("val"))
     write_json(run / "report.json", rep)
     write_text(run / "report.md", markdown(rep))
     return rep
