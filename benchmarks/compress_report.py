@@ -35,7 +35,8 @@ def main() -> None:
     body = (run / "report.md").read_text().split("\n", 2)[2]  # without the report's own title
     title = f"Compress {args.name}"
     wall = f" Wall time {args.wall_min:.0f} min." if args.wall_min else ""
-    text = (f"## {title} ({rep['run']['model']['name']}, {rep['run']['budget']:.0%} of the {rep['run']['metric']})\n\n"
+    metric = {"macs": "MACs", "params": "parameters"}.get(rep["run"]["metric"], rep["run"]["metric"])
+    text = (f"## {title} ({rep['run']['model']['name']}, {rep['run']['budget']:.0%} of the {metric})\n\n"
             f"`{args.command}`.{wall} {args.note}\n\n{body}\n"
             f"![kept channels per layer](compress_{args.name}_ratios.png)\n")
     write_section(title, text)

@@ -62,7 +62,8 @@ def markdown(rep: dict[str, Any]) -> str:
     r = rep["run"]
     ev = rep.get("eval", {})
     dep = rep.get("deploy", {})
-    lines = [f"# gnnrl compress: {r['model']['name']} at {r['budget']:.0%} of the {r['metric']}", ""]
+    metric = {"macs": "MACs", "params": "parameters"}.get(r["metric"], r["metric"])
+    lines = [f"# gnnrl compress: {r['model']['name']} at {r['budget']:.0%} of the {metric}", ""]
     orig, before, after = ev.get("original", {}), ev.get("pruned_before_ft", {}), ev.get("pruned_after_ft", {})
     cost = ev.get("cost", {})
     files = dep.get("files", {})
