@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
     print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=1))
 
 
-def report(runs: list[str], name: str) -> None:
+def report(runs: list[str], name: str, note: str = "") -> None:
     results = [json.loads((Path(r) / "result.json").read_text()) for r in runs]
     write_json(ROOT / "benchmarks" / "results" / f"finetune_kd_{name}.json", results)
     r0 = results[0]
@@ -80,6 +80,8 @@ def report(runs: list[str], name: str) -> None:
         a = r["after_best"]
         lines.append(f"| {'KD' if r['kd'] else 'no KD'} | {sched} | {a['val']:.2f} | {a['test_rest']:.2f} | "
                      f"{a['test']:.2f} | {r['best_epoch']} | {r['seconds'] / 60:.1f} |")
+    if note:
+        lines += ["", note]
     title = f"Fine-tuning with and without distillation ({r0['model']}"
     write_section(title, f"## {title}, {r0['macs_ratio']:.0%} MACs)\n\n" + "\n".join(lines) + "\n")
 
@@ -93,9 +95,10 @@ def main() -> None:
     ap.add_argument("--out")
     ap.add_argument("--report", nargs="+")
     ap.add_argument("--name", default="r20")
+    ap.add_argument("--note", default="", help="with --report: the conditions of the runs, printed under the table")
     args = ap.parse_args()
     if args.report:
-        report(args.report, args.name)
+        report(args.report, args.name, args.note)
     else:
         run(args)
 
