@@ -31,8 +31,15 @@ def differences(saved: dict[str, Any], now: dict[str, Any], limit: int = 6) -> s
     """'key: old → new, …' for the dotted keys whose values differ ('' when none do)."""
     a, b = flatten(saved), flatten(now)
     keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-    shown = ", ".join(f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in keys[:limit])
+    shown = ", ".join(f"{k}: {_short(a.get(k))} → {_short(b.get(k))}" for k in keys[:limit])
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def _short(value: Any) -> str:
+    """repr, with long hashes cut to 12 characters (a reader compares their starts)."""
+    if isinstance(value, str) and len(value) > 20 and all(c in "0123456789abcdef" for c in value):
+        return repr(value[:12] + "…")
+    return repr(value)
 
 
 def load_for_resume(path: Path | None, config: dict[str, Any], map_location: Any = None,

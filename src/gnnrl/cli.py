@@ -314,7 +314,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     use_all_cores()
     data = load_cifar(args.data, args.dataset, progress=not args.quiet)
     model = _load_model(args, data.num_classes)
-    console.print(f"{config.episodes} episodes, the first {config.warmup} with random actions (--warmup)")
+    if not args.resume:  # a resumed run keeps the warm-up it started with (checked against its checkpoint)
+        console.print(f"{config.episodes} episodes, the first {config.warmup} with random actions (--warmup)")
     result = search(model, data, config, out_dir=args.out, resume=args.resume, progress=not args.quiet,
                     overwrite=args.overwrite)
     out.print(f"[bold]{model.gnnrl_spec.name}[/] at {result.macs_ratio:.3f} of the MACs: best val top-1 "
