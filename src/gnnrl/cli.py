@@ -17,7 +17,7 @@ from rich.text import Text
 from . import __version__
 from .errors import GnnrlError, WeightsError
 from .evaluate import DEFAULT_BATCH_SIZE
-from .files import check_writable, write_json
+from .files import atomic_write, check_writable, prepare_run_dir, write_json
 
 console = Console(stderr=True)
 out = Console()
@@ -96,7 +96,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .data import load_cifar
     from .evaluate import use_all_cores
-    from .files import prepare_run_dir
     from .models import create
     from .train import TrainConfig, train
 
@@ -205,11 +204,11 @@ def _add_search_args(p: argparse.ArgumentParser, episodes: int | None = 180) -> 
     """Search flags; their defaults are the config dataclasses' (one source of truth)."""
     from .agent import DDPGConfig
     from .env import EnvConfig
+    from .search import SearchConfig
 
-    env, search = EnvConfig(), _search_defaults()
-    if "--budget" not in p._option_string_actions:
-        p.add_argument("--budget", type=float, default=env.budget,
-                       help="fraction of the original MACs/params/latency to keep, in (0, 1)")
+    env, search = EnvConfig(), SearchConfig()
+    p.add_argument("--budget", type=float, default=env.budget,
+                   help="fraction of the original MACs/params/latency to keep, in (0, 1)")
     p.add_argument("--metric", default=env.metric, choices=("macs", "params", "latency"),
                    help="what the budget limits; latency is predicted from ~12 pruned variants timed on this "
                    "machine before the search, and the best network's is measured after it")
@@ -225,21 +224,15 @@ def _add_search_args(p: argparse.ArgumentParser, episodes: int | None = 180) -> 
     p.add_argument("--val-size", type=int, default=search.val_size, help="validation images (paper: 5000)")
     p.add_argument("--head", default=DDPGConfig().head, choices=("graph", "groups"),
                    help="actor head: MLP over the graph embedding (paper) or per channel group")
-    if "--seed" not in p._option_string_actions:
-        p.add_argument("--seed", type=int, default=search.seed)
+    p.add_argument("--seed", type=int, default=search.seed)
 
 
-def _search_defaults():  # type: ignore[no-untyped-def]
-    from .search import SearchConfig
-
-    return SearchConfig()
-
-
-def _add_finetune_args(p: argparse.ArgumentParser, epochs: int | None = 30, flag: str = "--epochs") -> None:
-    """Fine-tuning flags; defaults from `gnnrl.finetune.FINETUNE`."""
+def _add_finetune_args(p: argparse.ArgumentParser, flag: str = "--epochs", epochs_from_preset: bool = False) -> None:
+    """Fine-tuning flags; defaults from `gnnrl.finetune.FINETUNE` (epochs: None when a preset such as --quick
+    decides)."""
     from .finetune import FINETUNE as F
 
-    p.add_argument(flag, dest="epochs", type=int, default=epochs,
+    p.add_argument(flag, dest="epochs", type=int, default=None if epochs_from_preset else F.epochs,
                    help=f"fine-tuning epochs (default {F.epochs}; --quick: 2)")
     p.add_argument("--lr", type=float, default=F.lr, help="peak learning rate (SGD + nesterov, per-step cosine)")
     p.add_argument("--batch-size", type=int, default=F.batch_size)
@@ -305,7 +298,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Search a per-group pruning policy under a budget with the GNN-RL agent."""
     from .data import load_cifar
     from .evaluate import use_all_cores
-    from .files import prepare_run_dir
     from .search import search
 
     config = _search_config_from(args, args.episodes)
@@ -331,7 +323,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """Apply a policy (or a uniform ratio / budget) and save the physically smaller model."""
     import torch
 
-    from .files import check_writable
     from .models import input_size
     from .policy import apply_policy
     from .prune import prune, ratios_for_budget
@@ -356,8 +347,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
         graph = trace(model, example)
         ratios = args.ratio if args.ratio is not None else ratios_for_budget(graph, args.budget)
         pruned = prune(graph, ratios=ratios)
-    from .files import atomic_write
-
     atomic_write(target, lambda p: save(pruned, p))
     out.print(f"{model.gnnrl_spec.name}: MACs {pruned.cost.macs / 1e6:.2f} M ({pruned.macs_ratio:.3f} of the "
               f"original), params {pruned.cost.params / 1e6:.3f} M "
@@ -367,15 +356,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Fine-tune a pruned model; under torchrun, one process per rank (DDP)."""
-    import os
-
     from .data import load_cifar
     from .evaluate import use_all_cores
-    from .files import prepare_run_dir
     from .finetune import finetune, teacher_for
     from .saving import load
 
-    config = _finetune_config_from(args, args.epochs if args.epochs is not None else 30)
+    config = _finetune_config_from(args, args.epochs)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     if rank0:
         prepare_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
@@ -398,7 +384,6 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from .compress import CompressConfig, compress, quick_config
     from .data import load_cifar
     from .evaluate import use_all_cores
-    from .files import prepare_run_dir
 
     base = quick_config() if args.quick else CompressConfig()
     episodes = args.episodes if args.episodes is not None else base.search.episodes
@@ -533,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compress", help="the whole job: search → prune → fine-tune → evaluate → export → report")
     _add_model_args(p)
     _add_search_args(p, episodes=None)
-    _add_finetune_args(p, epochs=None, flag="--ft-epochs")
+    _add_finetune_args(p, flag="--ft-epochs", epochs_from_preset=True)
     p.add_argument("--policy", help="skip the search: use this policy.json (from a search of the same model and "
                    "weights)")
     p.add_argument("--quick", action="store_true", help="a short search (24 episodes) and a 2-epoch fine-tune: "

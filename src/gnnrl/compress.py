@@ -38,7 +38,7 @@ from .export import compare_latency, export_onnx, memory
 from .files import atomic_write, prepare_run_dir, write_json
 from .finetune import finetune, finetune_config
 from .groups import analyze
-from .identity import weights_fingerprint
+from .identity import model_identity
 from .policy import apply_policy, read_policy
 from .prune import PrunedModel
 from .report import write_report
@@ -62,13 +62,6 @@ class CompressConfig:
     eval_size: int | None = None
     """evaluate on class-balanced subsets of this many images (smoke runs); None: the full splits"""
 
-    @staticmethod
-    def from_dict(d: dict[str, Any]) -> CompressConfig:
-        """Inverse of `dataclasses.asdict` (as stored in run.json)."""
-        return CompressConfig(search=SearchConfig.from_dict(d["search"]), finetune=TrainConfig(**d["finetune"]),
-                              latency_batches=tuple(d["latency_batches"]), latency_threads=d["latency_threads"],
-                              latency_rounds=d["latency_rounds"], eval_size=d["eval_size"])
-
 
 def quick_config(budget: float = 0.5, metric: str = "macs") -> CompressConfig:
     """`--quick`: a 24-episode search and a 2-epoch distilled fine-tune — the README demo (minutes on 2 cores)."""
@@ -78,7 +71,7 @@ def quick_config(budget: float = 0.5, metric: str = "macs") -> CompressConfig:
 
 
 def _identity(model: nn.Module, data: Cifar, config: CompressConfig) -> dict[str, Any]:
-    return {"model": asdict(model.gnnrl_spec), "weights_sha256": weights_fingerprint(model), "dataset": data.name,
+    return {"model": model_identity(model), "dataset": data.name,
             "data_source": str(data.source), "config": json.loads(json.dumps(asdict(config)))}
 
 
@@ -183,7 +176,7 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
         _check_identity(saved.get("identity", {}), identity, out / "run.json")
     elif resume and any(out.iterdir()):
         raise GnnrlError(f"{out} holds files but no run.json: it is not a gnnrl compress run; choose another --out")
-    write_json(out / "run.json", {"model": identity["model"], "budget": config.search.env.budget,
+    write_json(out / "run.json", {"model": identity["model"]["spec"], "budget": config.search.env.budget,
                                   "metric": config.search.env.metric, "finetune": asdict(config.finetune),
                                   "gnnrl_version": __version__, "stages": list(STAGES), "identity": identity})
 

@@ -52,8 +52,7 @@ def teacher_for(pruned: nn.Module, weights: str | Path | None, allow_pickle: boo
 def finetune(pruned: nn.Module, data: Cifar, config: TrainConfig = FINETUNE, teacher: nn.Module | None = None,
              out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
              device: str | None = None, **kw: object) -> TrainResult:
-    """Fine-tune a pruned model in place (distilled from `teacher` when `config.kd_weight` > 0)."""
-    if config.kd_weight > 0 and teacher is None:
-        raise GnnrlError("distillation is on but no teacher was given: pass the unpruned model, or turn it off")
+    """Fine-tune a pruned model in place (distilled from `teacher` when `config.kd_weight` > 0; `train` refuses
+    distillation without a teacher)."""
     return train(pruned, data, config, out_dir=out_dir, resume=resume, device=device, progress=progress,
                  teacher=teacher, **kw)  # type: ignore[arg-type]

@@ -60,9 +60,10 @@ def check_policy(policy: dict[str, Any], model: nn.Module, graph: Graph, group_i
             raise PolicyError("this policy was searched for another model: " + ", ".join(
                 f"{k} {want.get(k)!r} (policy) vs {have.get(k)!r} (model)" for k in diff))
     stored = policy.get("weights_sha256")
-    if stored is not None and stored != weights_fingerprint(model):
+    have_sha = weights_fingerprint(model) if stored is not None else None
+    if stored is not None and stored != have_sha:
         raise PolicyError(f"this policy was searched on other weights (sha256 {stored[:12]}…, these are "
-                          f"{weights_fingerprint(model)[:12]}…): channel importances differ, so it would not remove "
+                          f"{have_sha[:12]}…): channel importances differ, so it would not remove "
                           "the channels the search evaluated. Pass the --weights the search used.")
     removed = {int(k): int(v) for k, v in policy["removed"].items()}
     if sorted(removed) != sorted(group_ids):

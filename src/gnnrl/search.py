@@ -29,7 +29,7 @@ from .env import DNNGraphEnv, EnvConfig, uniform_removed
 from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
 from .files import atomic_write, torch_save, write_json, write_text
-from .identity import model_identity, tensor_fingerprint, weights_fingerprint
+from .identity import model_identity, tensor_fingerprint
 from .latency import LatencyModel, fit_latency_model, measured_ratio
 from .progress import progress_bar
 from .prune import cost_after, original_cost
@@ -207,7 +207,7 @@ def search(
                        f"(uniform {100 * uniform:.2f} %) · last {record['val_top1']:.2f} %")
             if out:
                 last = state["episode"] == config.episodes
-                _write_outputs(out, env, config, state, uniform, model, plot=last or state["episode"] % 10 == 0)
+                _write_outputs(out, env, config, state, uniform, identity, plot=last or state["episode"] % 10 == 0)
                 torch_save({"config": json.loads(json.dumps(asdict(config))), "identity": identity,
                             "agent": agent.state_dict(),
                             "buffer": buffer.state_dict(), "rng": rng.bit_generator.state,
@@ -219,7 +219,7 @@ def search(
         best_plan = env.plan_for(np.array(state["best"]["removed"]))
         state["measured_latency_ratio"] = measured_ratio(env.graph, best_plan, env.config.latency_batch)
         if out:
-            _write_outputs(out, env, config, state, uniform, model, plot=False)
+            _write_outputs(out, env, config, state, uniform, identity, plot=False)
     if out and state["history"]:
         plot_rewards(state["history"], out / "rewards.png", config.warmup, 100 * uniform)
     return _result(env, state, uniform)
@@ -237,13 +237,12 @@ def _result(env: DNNGraphEnv, state: dict[str, Any], uniform: float) -> SearchRe
 
 
 def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: dict[str, Any], uniform: float,
-                   model: nn.Module, plot: bool) -> None:
+                   identity: dict[str, Any], plot: bool) -> None:
     """policy.json (best so far), history.jsonl (one line per episode) and, when `plot`, rewards.png."""
     result = _result(env, state, uniform)
-    spec = getattr(model, "gnnrl_spec", None)
     policy = {
-        "model": asdict(spec) if spec is not None else None, "input_shape": list(env.graph.example_input.shape),
-        "weights_sha256": weights_fingerprint(model), "budget": config.env.budget,
+        "model": identity["model"]["spec"], "input_shape": list(env.graph.example_input.shape),
+        "weights_sha256": identity["model"]["weights_sha256"], "budget": config.env.budget,
         "metric": config.env.metric,
         "val_top1": result.val_top1, "uniform_val_top1": result.uniform_val_top1,
         "uniform_macs_ratio": state.get("uniform_macs_ratio"),
