@@ -49,6 +49,16 @@ def test_budget_outside_0_1(budget: str, tmp_path: Path, capsys: pytest.CaptureF
     assert not (tmp_path / "r").exists(), "refused before anything was written"
 
 
+@pytest.mark.parametrize(("flag", "value", "message"), [("--ft-epochs", "-1", "must be positive"),
+                                                     ("--lr", "0", "must be positive"),
+                                                     ("--kd-weight", "1.5", "--kd-weight")])
+def test_bad_finetune_settings_are_refused_before_the_search(flag: str, value: str, message: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    _fails(["compress", "--model", "resnet20", "--quick", flag, value, "--out", str(tmp_path / "r"), "--quiet"],
+           message, capsys)
+    assert not (tmp_path / "r").exists(), "refused before the run folder was made"
+
+
 def test_unreachable_budget_is_refused_before_anything_is_written(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     _fails(["compress", "--model", "resnet20", "--budget", "0.001", "--out", str(tmp_path / "r"), "--quiet"],

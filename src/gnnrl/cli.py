@@ -246,13 +246,14 @@ def _add_finetune_args(p: argparse.ArgumentParser, flag: str = "--epochs", epoch
 
 def _finetune_config_from(args: argparse.Namespace, epochs: int) -> Any:
     from .finetune import finetune_config
+    from .train import check_config
 
-    if not 0 <= args.kd_weight <= 1 or args.kd_temperature <= 0 or not 0 <= args.label_smoothing < 1:
-        raise GnnrlError("--kd-weight must be in [0, 1], --kd-temperature > 0 and --label-smoothing in [0, 1)")
-    return finetune_config(epochs=epochs, kd=args.kd, lr=args.lr, batch_size=args.batch_size,
+    config = finetune_config(epochs=epochs, kd=args.kd, lr=args.lr, batch_size=args.batch_size,
                            weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                            kd_weight=args.kd_weight, kd_temperature=args.kd_temperature,
                            seed=getattr(args, "seed", 0), subset=getattr(args, "subset", None))
+    check_config(config)  # before the run folder is made and the data loaded
+    return config
 
 
 def _search_config_from(args: argparse.Namespace, episodes: int) -> Any:

@@ -44,7 +44,7 @@ from .prune import PrunedModel
 from .report import write_report
 from .saving import load, save
 from .search import SearchConfig, recal_split, search
-from .train import TrainConfig, TrainResult
+from .train import TrainConfig, TrainResult, check_config
 
 STAGES = ("search", "prune", "finetune", "evaluate", "export", "report")
 
@@ -156,6 +156,7 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
     if getattr(model, "gnnrl_spec", None) is None:
         raise GnnrlError("compress needs a model built by gnnrl.create (it records the architecture to rebuild it); "
                          "for your own nn.Module use gnnrl.prune and gnnrl.finetune")
+    check_config(config.finetune)  # a bad fine-tune setting must not surface only after the search
     given = read_policy(policy) if policy is not None else None
     if given is not None:
         apply_policy(model, given)  # refuses a policy of another model or other weights, before anything is written

@@ -135,6 +135,16 @@ def save_weights(model: nn.Module, path: Path) -> Path:
     return atomic_write(path, lambda p: save_file(state, str(p)))
 
 
+def check_config(config: TrainConfig) -> None:
+    """Refuse settings no run can use, before any work (`compress` checks its fine-tune before the search)."""
+    if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
+        raise GnnrlError(f"epochs ({config.epochs}), batch size ({config.batch_size}) and lr ({config.lr}) must be "
+                         "positive")
+    if not 0 <= config.kd_weight <= 1 or config.kd_temperature <= 0 or not 0 <= config.label_smoothing < 1:
+        raise GnnrlError("--kd-weight must be in [0, 1], --kd-temperature > 0 and --label-smoothing in [0, 1) "
+                         f"(got {config.kd_weight}, {config.kd_temperature}, {config.label_smoothing})")
+
+
 def train(
     model: nn.Module,
     data: Cifar,
@@ -154,9 +164,7 @@ def train(
     """
     if config.kd_weight > 0 and teacher is None:
         raise GnnrlError("kd_weight > 0 needs a teacher model (the unpruned network)")
-    if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
-        raise GnnrlError(f"epochs ({config.epochs}), batch size ({config.batch_size}) and lr ({config.lr}) must be "
-                         "positive")
+    check_config(config)
     device = torch.device(device) if device is not None else default_device()
     if device.type == "cuda" and os.environ.get("LOCAL_RANK"):
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
