@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gnnrl import channel_groups, create, trace
-from gnnrl.agent import DDPG, Batch, DDPGConfig, ReplayBuffer, polyak_update, truncated_normal
+from gnnrl.agent import DDPG, Batch, DDPGConfig, ReplayBuffer, gnn_ddpg, polyak_update, truncated_normal
 from gnnrl.hierarchy import build_hierarchy
 from gnnrl.prune import make_plan
 
@@ -17,7 +17,7 @@ def make_agent(head: str = "graph") -> tuple[DDPG, torch.Tensor, list[int]]:
     h = build_hierarchy(graph)
     groups = channel_groups(graph)
     ids = [g.id for g in groups if g.prunable]
-    agent = DDPG(h, ids, len(groups), DDPGConfig(channels=16, hidden=64, head=head), seed=0)
+    agent = gnn_ddpg(h, ids, len(groups), DDPGConfig(channels=16, hidden=64, head=head), seed=0)
     states = torch.stack([h.comp.edge_features(make_plan(graph, r).keep) for r in np.linspace(0, 0.7, 8)])
     return agent, states, ids
 
@@ -121,3 +121,20 @@ def test_replay_buffer_saved_as_keys_rebuilds_the_same_states() -> None:
     old_format.add(observe(np.array([0, 0])), np.array([0]), 0.0, observe(np.array([0, 1])), True)
     with pytest.raises(ValueError, match="without state keys"):
         ReplayBuffer(4, (2, 2), 1, key_dim=2).load_state_dict(old_format.state_dict())
+
+
+def test_candidates_take_the_draw_the_critic_values_most() -> None:
+    import dataclasses
+
+    agent, states, _ = make_agent()
+    agent.cfg = dataclasses.replace(agent.cfg, candidates=8)
+    state = states[0].numpy()
+    chosen = agent.act(state, 0.3, np.random.default_rng(5))
+    rng = np.random.default_rng(5)  # the same draws, replayed
+    with torch.no_grad():
+        mu = agent.actor(states[:1])[0].double().numpy()
+    draws = [truncated_normal(mu, 0.3, rng) for _ in range(8)]
+    q = [agent.value(state, d) for d in draws]
+    assert len({tuple(d) for d in draws}) == 8
+    np.testing.assert_array_equal(chosen, draws[int(np.argmax(q))])
+    assert max(q) > min(q)

@@ -27,10 +27,17 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def differences(saved: dict[str, Any], now: dict[str, Any], limit: int = 6) -> str:
-    """'key: old → new, …' for the dotted keys whose values differ ('' when none do)."""
+def differences(saved: dict[str, Any], now: dict[str, Any], limit: int = 6,
+                defaults: dict[str, Any] | None = None) -> str:
+    """'key: old → new, …' for the dotted keys whose values differ ('' when none do).
+
+    With `defaults`, a key that `saved` lacks is no difference while `now` holds the value in `defaults`: a setting
+    added by a newer gnnrl, at the value that does what the older one did.
+    """
     a, b = flatten(saved), flatten(now)
-    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    d = flatten(defaults or {})
+    keys = sorted(k for k in a.keys() | b.keys()
+                  if a.get(k) != b.get(k) and not (k not in a and k in d and b.get(k) == d[k]))
     shown = ", ".join(f"{k}: {_short(a.get(k))} → {_short(b.get(k))}" for k in keys[:limit])
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
@@ -43,8 +50,9 @@ def _short(value: Any) -> str:
 
 
 def load_for_resume(path: Path | None, config: dict[str, Any], map_location: Any = None,
-                    identity: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The checkpoint at `path` (weights_only), refusing a missing or unreadable file, other settings or inputs."""
+                    identity: dict[str, Any] | None = None, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint at `path` (weights_only), refusing a missing or unreadable file, other settings or inputs
+    (`defaults`: what settings added later did before, see `differences`)."""
     if path is None or not path.is_file():
         raise GnnrlError(f"--resume given but there is no checkpoint at {path}; start without --resume")
     try:
@@ -54,7 +62,7 @@ def load_for_resume(path: Path | None, config: dict[str, Any], map_location: Any
                          "damaged. Start over with --overwrite (or in another --out)") from e
     if not isinstance(saved, dict) or "config" not in saved:
         raise GnnrlError(f"{path} is not a gnnrl checkpoint; start over with --overwrite (or in another --out)")
-    diff = differences(saved["config"], config)
+    diff = differences(saved["config"], config, defaults=defaults)
     if diff:
         raise GnnrlError(f"{path} was made with other settings ({diff}); resume with those, or start a new run")
     if identity is not None:

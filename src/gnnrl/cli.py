@@ -204,6 +204,7 @@ def _add_search_args(p: argparse.ArgumentParser, episodes: int | None = 180) -> 
     """Search flags; their defaults are the config dataclasses' (one source of truth)."""
     from .agent import DDPGConfig
     from .env import EnvConfig
+    from .methods import METHODS
     from .search import SearchConfig
 
     env, search = EnvConfig(), SearchConfig()
@@ -222,8 +223,14 @@ def _add_search_args(p: argparse.ArgumentParser, episodes: int | None = 180) -> 
     p.add_argument("--bn-recal", type=int, default=env.bn_recal,
                    help="training images for re-estimating BatchNorm statistics before each evaluation (0: off)")
     p.add_argument("--val-size", type=int, default=search.val_size, help="validation images (paper: 5000)")
+    p.add_argument("--method", default=search.method, choices=METHODS,
+                   help="gnnrl (the paper's agent); random (random policies, same env); amc (DDPG over per-layer "
+                   "state vectors); uniform, uniform-internal (residual streams kept whole), l1-global: one-shot "
+                   "heuristics (one episode)")
     p.add_argument("--head", default=DDPGConfig().head, choices=("graph", "groups"),
                    help="actor head: MLP over the graph embedding (paper) or per channel group")
+    p.add_argument("--candidates", type=int, default=DDPGConfig().candidates,
+                   help="noisy actions drawn per step, the critic's favourite taken (1: plain DDPG, the paper's)")
     p.add_argument("--seed", type=int, default=search.seed)
 
 
@@ -266,13 +273,16 @@ def _search_config_from(args: argparse.Namespace, episodes: int) -> Any:
     _check_budget(args.budget)
     if episodes < 2:
         raise GnnrlError(f"--episodes ({episodes}) must be at least 2")
+    if args.candidates < 1:
+        raise GnnrlError(f"--candidates ({args.candidates}) must be at least 1")
     if args.warmup is not None and not 0 <= args.warmup < episodes:
         raise GnnrlError(f"--warmup ({args.warmup}) must be in [0, --episodes) = [0, {episodes})")
     warmup = _warmup(args, episodes)
     env = EnvConfig(budget=args.budget, metric=args.metric, max_steps=args.max_steps, bn_recal=args.bn_recal,
                     latency_batch=args.latency_batch)
-    return SearchConfig(env=env, agent=replace(DDPGConfig(), head=args.head), episodes=episodes, warmup=warmup,
-                        seed=args.seed, val_from=args.val_from, val_size=args.val_size)
+    agent = replace(DDPGConfig(), head=args.head, candidates=args.candidates)
+    return SearchConfig(env=env, agent=agent, episodes=episodes, warmup=warmup,
+                        seed=args.seed, val_from=args.val_from, val_size=args.val_size, method=args.method)
 
 
 def _warmup(args: argparse.Namespace, episodes: int) -> int:
@@ -299,6 +309,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Search a per-group pruning policy under a budget with the GNN-RL agent."""
     from .data import load_cifar
     from .evaluate import use_all_cores
+    from .methods import LEARNING
     from .search import search
 
     config = _search_config_from(args, args.episodes)
@@ -307,11 +318,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     use_all_cores()
     data = load_cifar(args.data, args.dataset, progress=not args.quiet)
     model = _load_model(args, data.num_classes)
-    if not args.resume:  # a resumed run keeps the warm-up it started with (checked against its checkpoint)
+    if not args.resume and config.method in LEARNING:  # a resumed run keeps its warm-up (checked)
         console.print(f"{config.episodes} episodes, the first {config.warmup} with random actions (--warmup)")
     result = search(model, data, config, out_dir=args.out, resume=args.resume, progress=not args.quiet,
                     overwrite=args.overwrite)
-    out.print(f"[bold]{model.gnnrl_spec.name}[/] at {result.macs_ratio:.3f} of the MACs: best val top-1 "
+    out.print(f"[bold]{model.gnnrl_spec.name}[/] ({config.method}) at {result.macs_ratio:.3f} of the MACs: best val "
+              "top-1 "
               f"{result.val_top1:.2f} % (episode {result.episode}) vs uniform L1 {result.uniform_val_top1:.2f} % — "
               f"before fine-tuning. Policy: {Path(args.out) / 'policy.json'}")
     if result.latency_ratio is not None:

@@ -39,11 +39,12 @@ from .files import atomic_write, prepare_run_dir, write_json
 from .finetune import finetune, finetune_config
 from .groups import analyze
 from .identity import model_identity
+from .methods import LEARNING
 from .policy import apply_policy, read_policy
 from .prune import PrunedModel
 from .report import write_report
 from .saving import load, save
-from .search import SearchConfig, recal_split, search
+from .search import LEGACY, SearchConfig, episodes_to_run, recal_split, search
 from .train import TrainConfig, TrainResult, check_config
 
 STAGES = ("search", "prune", "finetune", "evaluate", "export", "report")
@@ -78,7 +79,7 @@ def _identity(model: nn.Module, data: Cifar, config: CompressConfig) -> dict[str
 def _check_identity(saved: dict[str, Any], now: dict[str, Any], path: Path) -> None:
     """Refuse to resume a run made with another model, weights, data or settings; name what differs."""
     diff = differences({k: v for k, v in saved.items() if k != "data_source"},
-                       {k: v for k, v in now.items() if k != "data_source"})
+                       {k: v for k, v in now.items() if k != "data_source"}, defaults={"config": {"search": LEGACY}})
     if diff:
         raise GnnrlError(f"{path} was made with other inputs or settings ({diff}); resume with the same ones, "
                          "or start a new --out")
@@ -188,10 +189,12 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
         say(f"[1/6] search: skipped, using the given policy ({given.get('episodes_run', '?')} episodes, val top-1 "
             f"{given.get('val_top1', float('nan')):.2f} % before fine-tuning)")
         write_json(policy_path, {**given, "given": str(policy)})
-    done = policy_path.is_file() and (json.loads(policy_path.read_text()).get("episodes_run") == config.search.episodes
+    episodes = episodes_to_run(config.search)
+    done = policy_path.is_file() and (json.loads(policy_path.read_text()).get("episodes_run") == episodes
                                       or given is not None)
     if not done:
-        say(f"[1/6] search: {config.search.episodes} episodes, the first {config.search.warmup} with random actions")
+        say(f"[1/6] search ({config.search.method}): {episodes} episode(s)" +
+            (f", the first {config.search.warmup} with random actions" if config.search.method in LEARNING else ""))
         search(model, data, config.search, out_dir=sdir, resume=(sdir / "checkpoint.pt").is_file(),
                progress=progress)
     # 2. prune: replay the best policy exactly

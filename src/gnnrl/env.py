@@ -155,8 +155,10 @@ class DNNGraphEnv(gym.Env):
     def _cost(self, removed: np.ndarray) -> float:
         return self._metric(self.plan_for(removed))
 
-    def _land(self, action: np.ndarray) -> np.ndarray:
-        """Scale the action so that the budget is met as closely as possible from below."""
+    def land(self, action: np.ndarray) -> np.ndarray:
+        """Channels removed per group when `action` (a fraction of what each group has left) is scaled so that
+        the budget is met as closely as possible from below; an action that cannot reach it alone (zeros on
+        groups that the rest cannot make up for) is blended with 1 so that every group helps."""
         target = self.config.budget * self.base
         a = np.clip(action, 0.0, 1.0)
         hi = 1.0 / max(float(a.max()), 1e-6)  # the landing is the env's move: no per-step cap
@@ -193,6 +195,13 @@ class DNNGraphEnv(gym.Env):
             self.timing = {"build_s": t1 - t0, "recal_s": t2 - t1, "eval_s": time.perf_counter() - t2}
         return self.cache[key]
 
+    def finish(self, removed: np.ndarray) -> tuple[float, dict[str, Any]]:
+        """End the episode at `removed` channels per group (a policy chosen whole): its reward and info."""
+        self.removed = np.asarray(removed, dtype=np.int64).copy()
+        self.t += 1
+        accuracy = self.evaluate_removed(self.removed)
+        return -(1.0 - accuracy), self._info(accuracy)
+
     # -- gymnasium API -----------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -209,7 +218,7 @@ class DNNGraphEnv(gym.Env):
         terminated = self._metric(plan, cost) <= self.config.budget * self.base or \
             self.t == self.config.max_steps - 1
         if terminated:
-            nxt = self._land(a)
+            nxt = self.land(a)
             plan = self.plan_for(nxt)
             cost = cost_after(self.graph, plan)
         self.removed, self.t = nxt, self.t + 1
@@ -236,5 +245,5 @@ class DNNGraphEnv(gym.Env):
 def uniform_removed(env: DNNGraphEnv) -> np.ndarray:
     """The uniform-ratio baseline at the env's budget: one ratio for every group, scaled to land on budget."""
     env.reset()
-    return env._land(np.ones(len(env.group_ids)))
+    return env.land(np.ones(len(env.group_ids)))
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import operator
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,9 @@ class ChannelGroup:
     prunable: bool
     reason: str = ""
     """why the group is pinned, when it is"""
+    summed: bool = False
+    """its channels are added to (or subtracted from) another tensor's by an element-wise op: a residual
+    stream, whose channels every block on it shares (baselines that keep the stream whole read this)"""
 
 
 @dataclass
@@ -117,6 +120,7 @@ class _Pass:
         self.pads: list[tuple[str, np.ndarray, int, int, int]] = []
         self.calls: dict[str, int] = {}
         self.node_ids: dict[str, np.ndarray] = {}
+        self.summed: list[np.ndarray] = []  # ids joined by an element-wise add/sub of two channel maps
 
     # ---- union-find over channel ids -----------------------------------------------------------------
     def new_ids(self, n: int, source: str) -> np.ndarray:
@@ -278,6 +282,9 @@ class _Pass:
                 macs=sum(macs.get(m.node, 0) for m in touching if m.kind != "bn"), prunable=free >= 2,
                 reason="" if free >= 2 else why,
             ))
+        summed_ids = np.unique(np.concatenate(self.summed)) if self.summed else np.empty(0, dtype=np.int64)
+        summed_groups = set(unit_group[unit_of_id[summed_ids[summed_ids >= 0]]].tolist())
+        groups = [replace(g, summed=g.id in summed_groups) for g in groups]
         node_units = {n: _units(ids, unit_of_id) for n, ids in self.node_ids.items()}
         return Analysis(groups, unit_group, pinned, unit_of_id, modules, pads, node_units)
 
@@ -498,6 +505,8 @@ def _elementwise(p: _Pass, node: fx.Node, args: tuple, kwargs: dict) -> Any:
         for m in maps:
             if any(cshape[d] > 1 and _varies(m, d) for d in range(len(shape))):
                 p.pin(m, f"{_name(node)} with a constant per-channel tensor")
+    if len(maps) > 1 and _name(node) in _SUMS:
+        p.summed.extend(np.unique(m.numpy()) for m in maps)
     out = maps[0].clone()
     for m in maps[1:]:
         p.union(out.numpy(), m.numpy())
@@ -625,6 +634,7 @@ _SAME_FUNCS: tuple[Any, ...] = (
 )
 _SAME_METHODS = (".relu", ".relu_", ".sigmoid", ".sigmoid_", ".tanh", ".clamp", ".clamp_", ".clone", ".contiguous",
                  ".float", ".to", ".type_as", ".detach", ".abs", ".exp", ".neg", ".clamp_min", ".clamp_max")
+_SUMS = frozenset({"add", "iadd", "add_", "sub", "isub", "sub_"})  # names of the ops that join residual streams
 _ELEMENTWISE = (operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, operator.isub,
                 operator.truediv, operator.itruediv, torch.add, torch.mul, torch.sub, torch.div, torch.maximum,
                 torch.minimum, torch.where)

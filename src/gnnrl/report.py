@@ -155,9 +155,10 @@ def plot_pareto(history: list[dict[str, Any]], path: Path, uniform: tuple[float,
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    warm = [r for r in history if r.get("phase") == "warmup"]
-    agent = [r for r in history if r.get("phase") != "warmup"]
-    for rows, color, label in ((warm, "0.6", "warm-up (random)"), (agent, "tab:blue", "agent")):
+    styles = {"warmup": ("0.6", "warm-up (random)"), "agent": ("tab:blue", "agent"),
+              "random": ("tab:purple", "random search"), "heuristic": ("tab:orange", "heuristic")}
+    for phase, (color, label) in styles.items():
+        rows = [r for r in history if r.get("phase", "agent") == phase]
         if rows:
             ax.scatter([r["macs_ratio"] for r in rows], [r["val_top1"] for r in rows], s=12, color=color,
                        alpha=0.7, label=label)
@@ -213,7 +214,7 @@ def write_report(run: str | Path) -> dict[str, Any]:
         uniform = (policy["uniform_macs_ratio"], policy["uniform_val_top1"]) if "uniform_macs_ratio" in policy \
             else None
         plot_pareto(history, run / "pareto.png", uniform)
-        plot_rewards(history, run / "rewards.png", int(policy.get("config", {}).get("warmup", 0)),
+        plot_rewards(history, run / "rewards.png", sum(r.get("phase") == "warmup" for r in history),
                      float(policy.get("uniform_val_top1", float("nan"))))
     if "finetune" in rep:
         plot_finetune(rep["finetune"]["history"], run / "finetune.png",

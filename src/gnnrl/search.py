@@ -1,12 +1,10 @@
-"""`gnnrl search`: find a per-group pruning policy under a budget with the GNN-RL agent (paper §4).
+"""`gnnrl search`: find a per-group pruning policy under a budget (paper §4), by GNN-RL or a baseline.
 
-Warm-up episodes take uniform random actions; later ones the actor's, with truncated-normal noise whose
-std decays every episode. Every transition goes to the replay buffer (intermediate rewards 0, the final
-one −error minus a moving baseline), and after each post-warm-up episode the agent makes
-`DDPGConfig.updates_per_episode` DDPG updates.
-After every episode a checkpoint holds everything the run depends on — agent, optimisers, replay buffer,
-random generators, evaluation cache — so `resume=True` continues a killed run exactly as if it had not been
-interrupted.
+The episode loop is shared by every method (`gnnrl.methods`): reset the env, let the method play the episode
+(`rollout`) and learn from it (`learn`), record it (`EpisodeRecord`), keep the best, and checkpoint. After every
+episode the checkpoint holds everything the run depends on — the method's state (agent, optimisers, replay
+buffer), random generators, evaluation cache and the `SearchState` — so `resume=True` continues a killed run
+exactly as if it had not been interrupted.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .agent import DDPG, DDPGConfig, ReplayBuffer
+from .agent import DDPGConfig
 from .checkpoint import load_for_resume
 from .data import Cifar, Split
 from .env import DNNGraphEnv, EnvConfig, uniform_removed
@@ -31,9 +29,13 @@ from .evaluate import EvalResult, evaluate
 from .files import atomic_write, torch_save, write_json, write_text
 from .identity import model_identity, tensor_fingerprint
 from .latency import LatencyModel, fit_latency_model, measured_ratio
+from .methods import LEARNING, METHODS, ONE_SHOT, make_method
 from .progress import progress_bar
 from .prune import cost_after, original_cost
 from .trace import Graph, trace
+
+LEGACY: dict[str, Any] = {"method": "gnnrl", "agent": {"candidates": 1, "pretrain_updates": 0}}
+"""What settings added later did before they existed: a checkpoint that lacks one resumes only with this value."""
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,67 @@ class SearchConfig:
     val_size: int = 5000
     baseline_decay: float = 0.95
     """moving reward baseline: b ← decay·b + (1 − decay)·reward"""
+    method: str = "gnnrl"
+    """gnnrl, random, uniform, uniform-internal, l1-global or amc (see gnnrl.methods)"""
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> SearchConfig:
         """Inverse of `dataclasses.asdict` (as stored in policy.json and checkpoints)."""
         return SearchConfig(**{**d, "env": EnvConfig(**d["env"]), "agent": DDPGConfig(**d["agent"])})
+
+
+@dataclass
+class EpisodeRecord:
+    """One episode, as history.jsonl stores it (a line per episode)."""
+
+    episode: int
+    phase: str
+    reward: float
+    val_top1: float
+    macs_ratio: float
+    params_ratio: float
+    steps: int
+    sigma: float
+    removed: list[int]
+    build_s: float
+    recal_s: float
+    eval_s: float
+    agent_s: float
+    seconds: float
+    latency_ratio: float | None = None
+    q_predicted: float | None = None
+    """the critic's predicted reward (learning methods): compare with `reward` to see if the critic learns"""
+    critic_loss: float | None = None
+    actor_loss: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON line (losses under 'agent/…'; fields that do not apply left out)."""
+        d = asdict(self)
+        for key in ("critic_loss", "actor_loss"):
+            d[f"agent/{key}"] = d.pop(key)
+        return {k: v for k, v in d.items() if v is not None}
+
+
+@dataclass
+class SearchState:
+    """Where a search stands: what its checkpoint stores besides the method's state."""
+
+    episode: int = 0
+    """episodes finished"""
+    best: dict[str, Any] | None = None
+    """the record of the best episode so far"""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    uniform_macs_ratio: float | None = None
+    measured_latency_ratio: float | None = None
+
+    def add(self, record: EpisodeRecord) -> dict[str, Any]:
+        """Append an episode (kept as the best when its reward is the highest so far); returns its dict."""
+        d = record.to_dict()
+        self.history.append(d)
+        if self.best is None or d["reward"] > self.best["reward"]:
+            self.best = d
+        self.episode = record.episode
+        return d
 
 
 @dataclass
@@ -113,6 +171,19 @@ def make_env(model: nn.Module, data: Cifar, config: SearchConfig, latency: Laten
     return DNNGraphEnv(source, val, config.env, recal, latency)
 
 
+def episodes_to_run(config: SearchConfig) -> int:
+    """Episodes the search runs: one for a one-shot heuristic, `config.episodes` otherwise."""
+    return 1 if config.method in ONE_SHOT else config.episodes
+
+
+def check_config(config: SearchConfig) -> None:
+    """Refuse settings that cannot run, before any work."""
+    if config.method not in METHODS:
+        raise GnnrlError(f"unknown search method {config.method!r}; choose one of {', '.join(METHODS)}")
+    if config.method in LEARNING and config.warmup >= config.episodes:
+        raise GnnrlError(f"warm-up ({config.warmup}) must be shorter than the search ({config.episodes} episodes)")
+
+
 def search(
     model: nn.Module,
     data: Cifar,
@@ -124,119 +195,111 @@ def search(
     overwrite: bool = False,
     latency: LatencyModel | None = None,
 ) -> SearchResult:
-    """Run the GNN-RL search; with `out_dir`, write policy.json, history.jsonl, rewards.png and checkpoints.
+    """Run the search (`config.method`); with `out_dir`, write policy.json, history.jsonl, rewards.png, checkpoints.
 
     `latency` (metric 'latency'): a latency model fitted beforehand (e.g. on the deployment device); by default one
     is fitted on this machine before the first episode.
     """
-    if config.warmup >= config.episodes:
-        raise GnnrlError(f"warm-up ({config.warmup}) must be shorter than the search ({config.episodes} episodes)")
+    check_config(config)
     out = Path(out_dir) if out_dir is not None else None
     ckpt = out / "checkpoint.pt" if out else None
     if out and not resume and not overwrite and ((out / "checkpoint.pt").exists() or (out / "policy.json").exists()):
         raise GnnrlError(f"{out} already holds a search; resume it (--resume), start over (--overwrite), or choose "
                          "another folder")
     identity = search_identity(model, data, config)
-    saved = load_for_resume(ckpt, json.loads(json.dumps(asdict(config))), identity=identity) if resume else None
+    saved = load_for_resume(ckpt, _jsonable(config), identity=identity, defaults=LEGACY) if resume else None
     # a resumed run predicts latency with the model its first part measured, not a new (noisy) one
     if saved and saved.get("latency"):
         latency = LatencyModel.from_dict(saved["latency"])
     env = make_env(model, data, config, latency, progress)
-    agent = DDPG(env.hierarchy, env.group_ids, len(env.analysis.groups), config.agent, config.seed)
-    # the buffer keeps, with every observation, the removed-channel counts it is computed from: checkpoints
-    # store those (KBs) instead of the observations (up to 120 MB rewritten every episode on ResNet-56)
-    buffer = ReplayBuffer(config.agent.replay_size, env.observation_space.shape, len(env.group_ids),
-                          key_dim=len(env.group_ids))
+    method = make_method(env, config)
     rng = np.random.default_rng(config.seed)
-    state: dict[str, Any] = {"episode": 0, "baseline": None, "best": None, "history": []}
+    state = SearchState()
     if saved is not None:
-        agent.load_state_dict(saved["agent"])
-        buffer.load_state_dict(saved["buffer"], rebuild=env.observation)
+        saved = _upgrade(saved)
+        method.load_state_dict(saved["method"], env)
         rng.bit_generator.state = saved["rng"]
         torch.set_rng_state(saved["torch_rng"])
         env.cache.update(saved["cache"])
-        state = {k: saved[k] for k in ("episode", "baseline", "best", "history")}
+        state = SearchState(**saved["state"])
     if out:
         out.mkdir(parents=True, exist_ok=True)
 
     u_removed = uniform_removed(env)
     uniform = env.evaluate_removed(u_removed)
-    state["uniform_macs_ratio"] = cost_after(env.graph, env.plan_for(u_removed)).macs / original_cost(env.graph).macs
+    state.uniform_macs_ratio = cost_after(env.graph, env.plan_for(u_removed)).macs / original_cost(env.graph).macs
+    episodes = episodes_to_run(config)
     bar = progress_bar(progress, counts=True)
-    task = bar.add_task("search", total=config.episodes, completed=state["episode"], info="")
+    task = bar.add_task(config.method, total=episodes, completed=state.episode, info="")
     with bar:
-        for ep in range(state["episode"], config.episodes):
+        for ep in range(state.episode, episodes):
             t0 = time.perf_counter()
-            warm = ep < config.warmup
-            sigma = 0.0 if warm else config.agent.noise_init * config.agent.noise_decay ** (ep - config.warmup)
             obs, _ = env.reset(seed=config.seed + ep)
-            steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool, tuple[np.ndarray, np.ndarray]]] = []
-            done, reward, info = False, 0.0, {}
-            while not done:
-                action = rng.random(len(env.group_ids)) if warm else agent.act(obs, sigma, rng)
-                before = env.removed.copy()
-                nxt, reward, done, _, info = env.step(action)
-                steps.append((obs, action, nxt, done, (before, env.removed.copy())))
-                obs = nxt
-            base = state["baseline"]
-            state["baseline"] = reward if base is None else \
-                config.baseline_decay * base + (1 - config.baseline_decay) * reward
-            for s, a, s2, d, keys in steps:
-                buffer.add(s, a, (reward - state["baseline"]) if d else 0.0, s2, d, keys)
-            losses: list[dict[str, float]] = []
+            roll = method.rollout(env, obs, ep, rng)
             timing = dict(env.timing)
             t_agent = time.perf_counter()
-            if not warm:
-                losses = [agent.update(buffer.sample(config.agent.batch_size, rng))
-                          for _ in range(config.agent.updates_per_episode)]
-            record = {"episode": ep + 1, "phase": "warmup" if warm else "agent", "reward": reward,
-                      "val_top1": 100 * info["accuracy"], "macs_ratio": info["macs_ratio"],
-                      "params_ratio": info["params_ratio"], "steps": len(steps), "sigma": sigma,
-                      "removed": [int(r) for r in info["removed"]], **timing,
-                      "agent_s": time.perf_counter() - t_agent, "seconds": time.perf_counter() - t0}
-            if "latency_ratio" in info:
-                record["latency_ratio"] = info["latency_ratio"]
-            for key in ("agent/critic_loss", "agent/actor_loss"):
-                if losses:
-                    record[key] = float(np.mean([x[key] for x in losses]))
-            state["history"].append(record)
-            if state["best"] is None or reward > state["best"]["reward"]:
-                state["best"] = record
-            state["episode"] = ep + 1
-            bar.update(task, advance=1, info=f"best val {state['best']['val_top1']:.2f} % "
+            losses = method.learn(roll, ep, rng)
+            info = roll.info
+            record = state.add(EpisodeRecord(
+                episode=ep + 1, phase=roll.phase, reward=roll.reward, val_top1=100 * info["accuracy"],
+                macs_ratio=info["macs_ratio"], params_ratio=info["params_ratio"], steps=len(roll.steps) or 1,
+                sigma=roll.sigma, removed=[int(r) for r in info["removed"]], **timing,
+                agent_s=time.perf_counter() - t_agent, seconds=time.perf_counter() - t0,
+                latency_ratio=info.get("latency_ratio"), q_predicted=roll.q_predicted,
+                critic_loss=losses.get("agent/critic_loss"), actor_loss=losses.get("agent/actor_loss")))
+            assert state.best is not None
+            bar.update(task, advance=1, info=f"best val {state.best['val_top1']:.2f} % "
                        f"(uniform {100 * uniform:.2f} %) · last {record['val_top1']:.2f} %")
             if out:
-                last = state["episode"] == config.episodes
-                _write_outputs(out, env, config, state, uniform, identity, plot=last or state["episode"] % 10 == 0)
-                torch_save({"config": json.loads(json.dumps(asdict(config))), "identity": identity,
-                            "agent": agent.state_dict(),
-                            "buffer": buffer.state_dict(), "rng": rng.bit_generator.state,
+                last = state.episode == episodes
+                _write_outputs(out, env, config, state, uniform, identity, plot=last or state.episode % 10 == 0)
+                torch_save({"config": _jsonable(config), "identity": identity,
+                            "method": method.state_dict(), "rng": rng.bit_generator.state,
                             "torch_rng": torch.get_rng_state(), "cache": dict(env.cache),
-                            "latency": env.latency.to_dict() if env.latency else None, **state}, ckpt)
+                            "latency": env.latency.to_dict() if env.latency else None, "state": asdict(state)}, ckpt)
             if on_episode_end is not None and on_episode_end(record):
                 break
-    if env.latency is not None and state["best"] is not None:  # the prediction, checked against a measurement
-        best_plan = env.plan_for(np.array(state["best"]["removed"]))
-        state["measured_latency_ratio"] = measured_ratio(env.graph, best_plan, env.config.latency_batch)
+    if env.latency is not None and state.best is not None:  # the prediction, checked against a measurement
+        best_plan = env.plan_for(np.array(state.best["removed"]))
+        state.measured_latency_ratio = measured_ratio(env.graph, best_plan, env.config.latency_batch)
         if out:
             _write_outputs(out, env, config, state, uniform, identity, plot=False)
-    if out and state["history"]:
-        plot_rewards(state["history"], out / "rewards.png", config.warmup, 100 * uniform)
+    if out and state.history:
+        plot_rewards(state.history, out / "rewards.png", _warmup_of(config), 100 * uniform)
     return _result(env, state, uniform)
 
 
-def _result(env: DNNGraphEnv, state: dict[str, Any], uniform: float) -> SearchResult:
-    best = state["best"]
+def _upgrade(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint written before the search methods (agent and search state at the top level), in today's layout."""
+    if "method" in saved:
+        return saved
+    return {**saved, "method": {k: saved[k] for k in ("agent", "buffer", "baseline")},
+            "state": {k: saved[k] for k in ("episode", "best", "history") if k in saved}}
+
+
+def _jsonable(config: SearchConfig) -> dict[str, Any]:
+    """The settings as stored in checkpoints (JSON types: tuples become lists)."""
+    return json.loads(json.dumps(asdict(config)))
+
+
+def _warmup_of(config: SearchConfig) -> int:
+    """Episodes of random actions at the start (shaded in the plot): only the learning methods have one."""
+    return config.warmup if config.method in LEARNING else 0
+
+
+def _result(env: DNNGraphEnv, state: SearchState, uniform: float) -> SearchResult:
+    best = state.best
+    assert best is not None
     removed = np.array(best["removed"])
     return SearchResult(
         policy={g: float(r / n) for g, r, n in zip(env.group_ids, removed, env.sizes, strict=True)},
         removed=[int(r) for r in removed], group_ids=list(env.group_ids), val_top1=best["val_top1"],
         macs_ratio=best["macs_ratio"], params_ratio=best["params_ratio"], episode=best["episode"],
-        history=state["history"], uniform_val_top1=100 * uniform, latency_ratio=best.get("latency_ratio"),
-        measured_latency_ratio=state.get("measured_latency_ratio"))
+        history=state.history, uniform_val_top1=100 * uniform, latency_ratio=best.get("latency_ratio"),
+        measured_latency_ratio=state.measured_latency_ratio)
 
 
-def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: dict[str, Any], uniform: float,
+def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: SearchState, uniform: float,
                    identity: dict[str, Any], plot: bool) -> None:
     """policy.json (best so far), history.jsonl (one line per episode) and, when `plot`, rewards.png."""
     result = _result(env, state, uniform)
@@ -245,9 +308,9 @@ def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: dic
         "weights_sha256": identity["model"]["weights_sha256"], "budget": config.env.budget,
         "metric": config.env.metric,
         "val_top1": result.val_top1, "uniform_val_top1": result.uniform_val_top1,
-        "uniform_macs_ratio": state.get("uniform_macs_ratio"),
+        "uniform_macs_ratio": state.uniform_macs_ratio, "method": config.method,
         "macs_ratio": result.macs_ratio, "params_ratio": result.params_ratio, "episode": result.episode,
-        "episodes_run": state["episode"], "seed": config.seed,
+        "episodes_run": state.episode, "seed": config.seed,
         "ratios": {str(g): r for g, r in result.policy.items()},
         "removed": dict(zip(map(str, result.group_ids), result.removed, strict=True)),
         "config": asdict(config),
@@ -258,9 +321,9 @@ def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: dic
                              "fit_max_relative_error": env.latency.max_relative_error, "model": env.latency.to_dict()}
     write_json(out / "policy.json", policy)
     # Rewritten whole (small): after a resume it must hold exactly the checkpointed episodes.
-    write_text(out / "history.jsonl", "".join(json.dumps(rec) + "\n" for rec in state["history"]))
+    write_text(out / "history.jsonl", "".join(json.dumps(rec) + "\n" for rec in state.history))
     if plot:  # matplotlib costs ~0.1 s: not every episode
-        plot_rewards(state["history"], out / "rewards.png", config.warmup, 100 * uniform)
+        plot_rewards(state.history, out / "rewards.png", _warmup_of(config), 100 * uniform)
 
 
 def plot_rewards(history: list[dict[str, Any]], path: Path, warmup: int, uniform: float) -> None:
@@ -273,7 +336,8 @@ def plot_rewards(history: list[dict[str, Any]], path: Path, warmup: int, uniform
     ep = [r["episode"] for r in history]
     acc = [r["val_top1"] for r in history]
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.axvspan(0.5, min(warmup, max(ep)) + 0.5, color="0.92", label="warm-up (random actions)")
+    if warmup:
+        ax.axvspan(0.5, min(warmup, max(ep)) + 0.5, color="0.92", label="warm-up (random actions)")
     ax.plot(ep, acc, ".", color="tab:blue", alpha=0.6, label="episode")
     ax.plot(ep, np.maximum.accumulate(acc), color="tab:red", label="best so far")
     ax.axhline(uniform, color="tab:green", ls="--", label=f"uniform L1 ({uniform:.2f} %)")
