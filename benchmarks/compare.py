@@ -166,7 +166,10 @@ def ablation(args: argparse.Namespace) -> None:
     """A docs section comparing finished `gnnrl` runs of several --name variants (their rows, no new work)."""
     lines = [f"## Agent ablation: {args.model} ({args.budget:.0%} MACs, {args.episodes} episodes)", "",
              "Each row: `python benchmarks/compare.py --model " + args.model + " --episodes " + str(args.episodes) +
-             " --methods gnnrl --name NAME` with the settings shown (the rest at the defaults of the time). Top-1 "
+             " --seeds 0 1 2 --set warmup=20 --methods gnnrl --set agent.KEY=VALUE … --name NAME` with the settings "
+             "shown (the rest at the defaults); the table: `python benchmarks/compare.py --model " + args.model +
+             " --episodes " + str(args.episodes) + " --ablation " + " ".join(args.ablation) + "`. Seconds include "
+             "other jobs running beside each row (rows ran at different times: compare them with care). Top-1 "
              "(%) before fine-tuning, mean ± std over seeds; agent phase: mean val of the episodes after the "
              "warm-up (how good the agent's proposals are, not only its luckiest).", "",
              "| variant | settings | seeds | val | test_rest | agent-phase mean val | agent s | wall s |",
@@ -183,8 +186,8 @@ def ablation(args: argparse.Namespace) -> None:
             h = [json.loads(x) for x in (f / "search" / "history.jsonl").read_text().splitlines()]
             agent_means.append(statistics.mean(r["val_top1"] for r in h if r["phase"] == "agent"))
         cfg = rows[0].get("config", {}).get("agent", {})
-        settings = f"candidates {cfg.get('candidates', 1)}, pretrain {cfg.get('pretrain_updates', 0)}, " \
-                   f"updates {cfg.get('updates_per_episode', 10)}"
+        settings = f"head {cfg.get('head', 'graph')}, candidates {cfg.get('candidates', 1)}, " \
+                   f"pretrain {cfg.get('pretrain_updates', 0)}"
 
         lines.append(f"| {name or 'default'} | {settings} | {len(rows)} | {ms([r['val'] for r in rows])} | "
                      f"{ms([r['test_rest'] for r in rows])} | {ms(agent_means)} | "

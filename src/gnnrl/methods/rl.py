@@ -1,9 +1,9 @@
 """The paper's GNN-RL agent, and random search through the same env (the agent's warm-up, run throughout).
 
 Warm-up episodes take uniform random actions; later ones the actor's, with truncated-normal noise whose
-std decays every episode (`DDPGConfig.candidates` draws per step, the critic's favourite taken). Every transition goes to the replay buffer (intermediate rewards 0, the final one
-−error minus a moving baseline), and after each post-warm-up episode the agent makes
-`DDPGConfig.updates_per_episode` DDPG updates.
+std decays every episode (`DDPGConfig.candidates` draws per step, the critic's favourite taken). Every
+transition goes to the replay buffer (intermediate rewards 0, the final one −error minus a moving baseline),
+and after each post-warm-up episode the agent makes `DDPGConfig.updates_per_episode` DDPG updates.
 """
 
 from __future__ import annotations
