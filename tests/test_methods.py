@@ -70,8 +70,8 @@ def test_l1_global_removes_exactly_the_units_below_one_threshold(cifar: Cifar) -
     gone = np.concatenate([s[:r] for s, r in zip(normed, removed, strict=True)])
     kept = np.concatenate([s[r:] for s, r, n in zip(normed, removed, env.sizes, strict=True) if r < n - 1])
     assert gone.max() < kept.min()
-    cost = env._cost(removed) / env.base
-    assert cost <= 0.5 and env._cost(np.maximum(removed - 1, 0)) / env.base > 0.5 - 0.05
+    cost = env.metric_of(removed) / env.base
+    assert cost <= 0.5 and env.metric_of(np.maximum(removed - 1, 0)) / env.base > 0.5 - 0.05
 
 
 def test_random_search_draws_the_gnnrl_warmup(cifar: Cifar) -> None:

@@ -152,7 +152,8 @@ class DNNGraphEnv(gym.Env):
         more = np.floor(frac * left + 0.5).astype(np.int64)
         return np.minimum(self.removed + more, self.sizes - 1)  # at least one channel survives
 
-    def _cost(self, removed: np.ndarray) -> float:
+    def metric_of(self, removed: np.ndarray) -> float:
+        """The budgeted quantity (MACs, params or predicted latency) with `removed` channels per group."""
         return self._metric(self.plan_for(removed))
 
     def land(self, action: np.ndarray) -> np.ndarray:
@@ -162,13 +163,13 @@ class DNNGraphEnv(gym.Env):
         target = self.config.budget * self.base
         a = np.clip(action, 0.0, 1.0)
         hi = 1.0 / max(float(a.max()), 1e-6)  # the landing is the env's move: no per-step cap
-        if self._cost(self._after(a, hi, 1.0)) > target:  # this action cannot reach the budget: all groups help
+        if self.metric_of(self._after(a, hi, 1.0)) > target:  # this action cannot reach the budget: all groups help
             a = 0.5 * a + 0.5
             hi = 1.0 / float(a.min())  # at hi every group is down to one channel, which meets the budget
         lo = 0.0
         for _ in range(30):
             mid = (lo + hi) / 2
-            if self._cost(self._after(a, mid, 1.0)) > target:
+            if self.metric_of(self._after(a, mid, 1.0)) > target:
                 lo = mid
             else:
                 hi = mid

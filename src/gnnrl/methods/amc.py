@@ -83,7 +83,7 @@ class AMC:
         """AMC's state before group `t` acts, the groups before it having removed `ratios[:t]`."""
         done = np.zeros(len(ratios), dtype=np.int64)
         done[:t] = np.floor(ratios[:t] * env.sizes[:t] + 0.5)
-        removed_so_far = 1.0 - env._cost(np.minimum(done, env.sizes - 1)) / env.base
+        removed_so_far = 1.0 - env.metric_of(np.minimum(done, env.sizes - 1)) / env.base
         position, width, share, to_come = self.static[t]
         return np.array([position, width, share, removed_so_far, to_come, ratios[t - 1] if t else 0.0],
                         dtype=np.float32)

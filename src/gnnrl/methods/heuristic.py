@@ -42,7 +42,7 @@ def l1_global_removed(env: DNNGraphEnv) -> np.ndarray:
     lo, hi = 0.0, max(float(s[-1]) for s in normed) * 1.001
     for _ in range(50):
         mid = (lo + hi) / 2
-        if env._cost(removed_at(mid)) > target:
+        if env.metric_of(removed_at(mid)) > target:
             lo = mid
         else:
             hi = mid
