@@ -11,21 +11,23 @@ from torch import fx, nn
 from gnnrl import channel_groups, count_flops, trace
 from gnnrl.groups import analyze
 from gnnrl.prune import PrunePlan, apply_plan, cost_after, make_plan
-from gnnrl.trace import Graph
+from gnnrl.trace import TracedModel
 
 
-def masked_reference(graph: Graph, plan: PrunePlan) -> fx.GraphModule:
+def masked_reference(graph: TracedModel, plan: PrunePlan) -> fx.GraphModule:
     """A copy of the traced model in which every conv/linear ignores the removed input channels."""
     ref = copy.deepcopy(graph.module)
     for m in analyze(graph).modules:
-        if m.kind == "bn":
+        if not m.creates:  # norms and other per-channel layers: a removed channel is simply never read
             continue
         removed = np.flatnonzero((m.in_units >= 0) & ~plan.keep[np.maximum(m.in_units, 0)])
         if not len(removed):
             continue
         mod = ref.get_submodule(m.target)
         w = mod.weight.data
-        if isinstance(mod, nn.Linear) or mod.groups == 1:
+        if m.kind == "conv_transpose":  # weight (in, out, k…)
+            w[torch.from_numpy(removed)] = 0
+        elif isinstance(mod, nn.Linear) or mod.groups == 1:
             w[:, torch.from_numpy(removed)] = 0
         elif mod.groups == mod.in_channels:  # depthwise: the filters reading a removed channel
             mult = mod.out_channels // mod.in_channels
@@ -50,11 +52,12 @@ def randomise_bn(model: nn.Module) -> nn.Module:
 
 
 def check_exact(model: nn.Module, side: int = 16, seed: int = 0, low: float = 0.1, high: float = 0.8,
-                shrinks: bool = True) -> None:
+                shrinks: bool = True, input_shape: tuple[int, ...] | None = None) -> None:
     """Random per-group ratios: pruned == masked original, and analytic cost == measured cost."""
     torch.manual_seed(seed)
     model = randomise_bn(model)
-    x = torch.randn(2, 3, side, side)
+    shape = input_shape or (2, 3, side, side)
+    x = torch.randn(*shape)
     graph = trace(model, x)
     rng = np.random.default_rng(seed)
     ratios = {g.id: float(rng.uniform(low, high)) for g in channel_groups(graph) if g.prunable}
@@ -64,6 +67,7 @@ def check_exact(model: nn.Module, side: int = 16, seed: int = 0, low: float = 0.
         out, ref = pruned(x), masked_reference(graph, plan)(x)
     assert out.shape == ref.shape
     assert (out - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max()))
-    assert cost_after(graph, plan) == count_flops(pruned, (1, 3, side, side))
+    one = (1, *shape[1:])
+    assert cost_after(graph, plan) == count_flops(pruned, one)
     if shrinks:
-        assert count_flops(pruned, (1, 3, side, side)).macs < count_flops(model, (1, 3, side, side)).macs
+        assert count_flops(pruned, one).macs < count_flops(model, one).macs

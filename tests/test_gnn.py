@@ -99,3 +99,34 @@ def test_batch_of_states_in_one_pass_and_gradients_reach_every_parameter(setup) 
     (out.g.pow(2).sum() + out.groups.pow(2).sum()).backward()
     dead = [n for n, p in enc.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert dead == []
+
+
+def test_encoder_runs_wherever_it_is_moved(setup, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Device-agnostic without a GPU: on the meta device any tensor left on the CPU (an index not moved by
+    `.to`, an `arange` made without a device) makes the forward fail, as it would on CUDA."""
+    import torch.fx.experimental._config as fx_config
+
+    monkeypatch.setattr(fx_config, "meta_nonzero_assume_all_nonzero", True)  # boolean masks have no meta shape
+    _, h, enc = setup
+    moved = copy.deepcopy(enc).to("meta")
+    out = moved(h.comp.edge_features().to("meta").expand(3, -1, -1))
+    assert out.g.device.type == "meta" and out.groups.device.type == "meta"
+    assert out.g.shape == (3, 32) and out.groups.shape == (3, enc.num_groups, 64)
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_agent_acts_and_learns_on_its_device(setup, device: str) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from gnnrl.agent import Batch, DDPGConfig, gnn_ddpg
+
+    graph, h, _ = setup
+    ids = [g.id for g in channel_groups(graph) if g.prunable]
+    agent = gnn_ddpg(h, ids, len(channel_groups(graph)), DDPGConfig(channels=16, hidden=16, candidates=4)).to(device)
+    assert {p.device.type for net in (agent.actor, agent.critic_target) for p in net.parameters()} == {device}
+    state = h.comp.edge_features().numpy()
+    action = agent.act(state, 0.2, np.random.default_rng(0))
+    assert action.shape == (len(ids),) and isinstance(agent.value(state, action), float)
+    s = torch.from_numpy(state).expand(4, -1, -1)
+    losses = agent.update(Batch(s, torch.rand(4, len(ids)), -torch.rand(4), s, torch.tensor([0.0, 1, 0, 1])))
+    assert all(np.isfinite(v) for v in losses.values())

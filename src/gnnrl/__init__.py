@@ -9,11 +9,12 @@ from .evaluate import EvalResult, evaluate
 from .finetune import finetune, finetune_config
 from .groups import ChannelGroup, channel_groups
 from .models import create, list_models
+from .ops import register_op
 from .policy import PolicyError, apply_policy
 from .prune import PrunedModel, PruneError, cost_after, prune, ratios_for_budget
 from .saving import load, save
 from .search import SearchConfig, SearchResult, search
-from .trace import Graph, TraceError, register_leaf, trace
+from .trace import Graph, TracedModel, TraceError, register_leaf, trace
 from .train import TrainConfig, TrainResult
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "SearchResult",
     "Split",
     "TraceError",
+    "TracedModel",
     "TrainConfig",
     "TrainResult",
     "WeightsError",
@@ -54,6 +56,7 @@ __all__ = [
     "quick_config",
     "ratios_for_budget",
     "register_leaf",
+    "register_op",
     "save",
     "search",
     "trace",

@@ -70,6 +70,10 @@ class Batch(NamedTuple):
     next_states: Tensor
     dones: Tensor
 
+    def to(self, device: torch.device) -> Batch:
+        """The same minibatch on `device` (the replay buffer stays in host memory)."""
+        return Batch(*(t.to(device) for t in self))
+
 
 class ReplayBuffer:
     """Fixed-size FIFO of transitions in preallocated tensors.
@@ -233,24 +237,36 @@ class DDPG:
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the networks live (move them with `to`); states and actions come and go as numpy arrays."""
+        return next(self.actor.parameters()).device
+
+    def to(self, device: torch.device | str) -> DDPG:
+        """Move the actor, the critic and their targets to `device` (the optimisers follow their parameters)."""
+        for net in (self.actor, self.critic, self.actor_target, self.critic_target):
+            net.to(device)
+        return self
+
     def act(self, state: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
         """The actor's ratios for one state, with truncated-normal exploration noise of std `sigma`; with
         `candidates` > 1, the best of that many noisy draws by the critic's Q."""
         with torch.no_grad():
-            s = torch.as_tensor(state).unsqueeze(0)
-            mu = self.actor(s)[0].double().numpy()
+            s = torch.as_tensor(state, device=self.device).unsqueeze(0)
+            mu = self.actor(s)[0].double().cpu().numpy()
             draws = [truncated_normal(mu, sigma, rng) for _ in range(self.cfg.candidates)]
             if len(draws) == 1:
                 return draws[0]
-            a = torch.as_tensor(np.stack(draws), dtype=torch.float32)
+            a = torch.as_tensor(np.stack(draws), dtype=torch.float32, device=self.device)
             q = self.critic.q(self.critic.embed(s).expand(len(draws), -1), a)
         return draws[int(q.argmax())]
 
     def value(self, state: np.ndarray, action: np.ndarray) -> float:
         """The critic's Q of `action` in `state` (a diagnostic: does it predict the reward?)."""
         with torch.no_grad():
-            s = torch.as_tensor(state).unsqueeze(0)
-            return float(self.critic(s, torch.as_tensor(action, dtype=torch.float32).reshape(1, -1)))
+            s = torch.as_tensor(state, device=self.device).unsqueeze(0)
+            a = torch.as_tensor(action, dtype=torch.float32, device=self.device).reshape(1, -1)
+            return float(self.critic(s, a))
 
     def update(self, batch: Batch) -> dict[str, float]:
         """One DDPG step on a minibatch; returns the losses.
@@ -260,6 +276,7 @@ class DDPG:
         the critic's state embedding without gradient (only the actor is stepped on that loss; the critic's
         gradients from it would be zeroed before they are used). tests/test_agent.py checks the equivalence.
         """
+        batch = batch.to(self.device)
         target = batch.rewards.clone()
         live = batch.dones == 0
         if bool(live.any()):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,41 +20,28 @@ class Cost:
         return f"{self.macs / 1e6:.2f} M MACs, {self.params / 1e6:.3f} M params"
 
 
-def _conv_macs(m: nn.Module, out: torch.Tensor) -> int:
-    # Each output element needs (in_channels / groups) × kernel-area multiply-accumulates.
-    assert isinstance(m, nn.modules.conv._ConvNd)
-    k = 1
-    for s in m.kernel_size:
-        k *= s
-    return out[0].numel() * (m.in_channels // m.groups) * k
-
-
-def _linear_macs(m: nn.Module, out: torch.Tensor) -> int:
-    assert isinstance(m, nn.Linear)
-    return out[0].numel() * m.in_features
-
-
-# Per-op MAC rules, keyed by module type; layers not listed (BN, activations, pooling) count as free, as in thop/fvcore.
-MAC_RULES: dict[type[nn.Module], Callable[[nn.Module, torch.Tensor], int]] = {
-    nn.Conv1d: _conv_macs,
-    nn.Conv2d: _conv_macs,
-    nn.Conv3d: _conv_macs,
-    nn.Linear: _linear_macs,
-}
-
-
 def count_flops(model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32)) -> Cost:
-    """MACs of one forward pass per sample (conv and linear, groups counted) and the parameter count.
+    """MACs of one forward pass per sample (by each layer's op entry: conv and linear count, norms and
+    activations are free, as in thop/fvcore) and the parameter count.
 
     `input_shape` includes the batch dimension; MACs are reported per sample.
     """
+    from .ops import module_op
+
     macs = 0
 
-    def hook(m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+    def hook(m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         nonlocal macs
-        macs += MAC_RULES[type(m)](m, out)
+        macs += module_op(type(m)).full_cost(m, tuple(inp[0].shape), tuple(out.shape))[0]  # type: ignore[union-attr]
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if type(m) in MAC_RULES]
+    def costed(m: nn.Module) -> list[nn.Module]:
+        """Modules whose op entry has a cost; a registered layer's own submodules are inside its cost."""
+        op = module_op(type(m))
+        if op is not None and op.cost is not None:
+            return [m]
+        return [c for child in m.children() for c in costed(child)]
+
+    handles = [m.register_forward_hook(hook) for m in costed(model)]
     was_training = model.training
     try:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))

@@ -34,7 +34,7 @@ from .groups import analyze
 from .hierarchy import Hierarchy, build_hierarchy
 from .latency import LatencyModel, fit_latency_model
 from .prune import PrunePlan, apply_plan, cost_after, original_cost, plan_from_removed, removal_orders
-from .trace import Graph, trace
+from .trace import TracedModel, trace
 
 METRICS = ("macs", "params", "latency")
 
@@ -90,7 +90,7 @@ class DNNGraphEnv(gym.Env):
 
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium's convention
 
-    def __init__(self, model: nn.Module | Graph, val: Split, config: EnvConfig = EnvConfig(),
+    def __init__(self, model: nn.Module | TracedModel, val: Split, config: EnvConfig = EnvConfig(),
                  recal: Split | None = None, latency: LatencyModel | None = None) -> None:
         super().__init__()
         if config.metric not in METRICS:
@@ -101,7 +101,7 @@ class DNNGraphEnv(gym.Env):
         self.val = val
         self.recal_images = recal.normalized[: config.bn_recal] if recal is not None and config.bn_recal else None
         example = torch.zeros(1, *val.images.shape[1:])
-        self.graph = model if isinstance(model, Graph) else trace(model, example)
+        self.graph = model if isinstance(model, TracedModel) else trace(model, example)
         self.analysis = analyze(self.graph)
         self.hierarchy: Hierarchy = build_hierarchy(self.graph, config.levels)
         self.group_ids = [g.id for g in self.analysis.groups if g.prunable]

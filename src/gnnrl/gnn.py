@@ -135,6 +135,9 @@ class _Level:
     num_graphs: int
 
 
+_LEVEL_TENSORS = ("edge_index", "slot", "batch", "child_kind", "child_index")
+
+
 @dataclass
 class Encoding:
     """m-GNN outputs for a batch of B states."""
@@ -188,6 +191,15 @@ class MultiStageEncoder(nn.Module):
         self.raw_proj = nn.Linear(NUM_EDGE_FEATURES, channels) if mixed else None
         self._group_index(hierarchy, num_groups)
 
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def, override]
+        """`.to(device)`, `.cuda()`…: the levels' index tensors move with the parameters (they are not buffers
+        so that checkpoints stay as they were; dtype casts leave integer tensors alone)."""
+        super()._apply(fn, recurse)
+        for lvl in self.levels:
+            for name in _LEVEL_TENSORS:
+                setattr(lvl, name, fn(getattr(lvl, name)))
+        return self
+
     def _group_index(self, h: Hierarchy, num_groups: int | None) -> None:
         """For each channel group, the (level, src node, dst node) of the primitive edges producing it."""
         where: dict[int, tuple[int, int, int]] = {}
@@ -204,7 +216,7 @@ class MultiStageEncoder(nn.Module):
                 for g in gs:
                     rows.append((g, *where[e]))
         self.num_groups = n
-        self.group_rows = torch.tensor(rows, dtype=torch.long).reshape(-1, 4)
+        self.register_buffer("group_rows", torch.tensor(rows, dtype=torch.long).reshape(-1, 4), persistent=False)
 
     def forward(self, edge_features: Tensor) -> Encoding:
         feats = edge_features.unsqueeze(0) if edge_features.dim() == 2 else edge_features
@@ -222,9 +234,10 @@ class MultiStageEncoder(nn.Module):
                 else:
                     attr = torch.where((lvl.child_kind == 1).view(1, -1, 1), motif, self.raw_proj(raw))
             e_count = lvl.edge_index.shape[1]
-            shift = (torch.arange(b) * lvl.num_nodes).repeat_interleave(e_count)
+            step = torch.arange(b, device=feats.device)
+            shift = (step * lvl.num_nodes).repeat_interleave(e_count)
             edge_index = lvl.edge_index.repeat(1, b) + shift
-            batch = lvl.batch.repeat(b) + (torch.arange(b) * lvl.num_graphs).repeat_interleave(lvl.num_nodes)
+            batch = lvl.batch.repeat(b) + (step * lvl.num_graphs).repeat_interleave(lvl.num_nodes)
             pooled, h = stage(attr.reshape(b * e_count, -1), edge_index, b * lvl.num_nodes, lvl.slot.repeat(b),
                               batch, b * lvl.num_graphs)
             below = pooled.view(b, lvl.num_graphs, -1)
@@ -236,7 +249,8 @@ class MultiStageEncoder(nn.Module):
         out = node_states[0].new_zeros(b, self.num_groups, 2 * self.channels)
         if len(self.group_rows) == 0:
             return out
-        count = torch.zeros(self.num_groups).index_add_(0, self.group_rows[:, 0], torch.ones(len(self.group_rows)))
+        rows_all = self.group_rows
+        count = out.new_zeros(self.num_groups).index_add_(0, rows_all[:, 0], out.new_ones(len(rows_all)))
         for t, h in enumerate(node_states):
             rows = self.group_rows[self.group_rows[:, 1] == t]
             if len(rows):

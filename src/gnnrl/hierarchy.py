@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .graph import _PARAMETRIC, CompGraph, build
-from .trace import Graph
+from .trace import TracedModel
 
 
 @dataclass
@@ -120,11 +120,11 @@ def _segments(comp: CompGraph, nodes: list[int], edge_ids: list[int]) -> list[tu
     return segs
 
 
-def build_hierarchy(graph: Graph, levels: int = 2) -> Hierarchy:
+def build_hierarchy(graph: TracedModel, levels: int = 2) -> Hierarchy:
     """The hierarchical computational graph of a traced network (cached per number of levels)."""
     if levels not in (2, 3):
         raise ValueError(f"levels must be 2 or 3, not {levels}")
-    cache = getattr(graph, "_hierarchies", {})
+    cache = graph.cache.hierarchies
     if levels in cache:
         return cache[levels]
     comp = build(graph)
@@ -167,7 +167,6 @@ def build_hierarchy(graph: Graph, levels: int = 2) -> Hierarchy:
     top = SubGraph("network", top_nodes, top_edges, [("graph", i) for i in range(len(lower))])
     result = Hierarchy(comp, ([below] if levels == 3 else []) + [lower, [top]], names)
     cache[levels] = result
-    graph._hierarchies = cache  # type: ignore[attr-defined]
     return result
 
 

@@ -15,6 +15,7 @@ same numbers.
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -26,9 +27,10 @@ from torch import nn
 
 from .evaluate import inference_copy
 from .groups import analyze
+from .ops.idmap import kept
 from .progress import progress_bar
-from .prune import PrunePlan, _kept_positions, apply_plan, cost_after, make_plan
-from .trace import Graph
+from .prune import PrunePlan, apply_plan, cost_after, make_plan
+from .trace import TracedModel
 
 
 def measure_latency(module: nn.Module, example: torch.Tensor, batch_size: int = 1, repeats: int = 20,
@@ -54,14 +56,12 @@ def _time(runner: nn.Module, x: torch.Tensor, repeats: int, warmup: int = 3) -> 
     return statistics.median(times)
 
 
-def activation_elements(graph: Graph, keep: np.ndarray) -> int:
-    """Output elements (per sample) of the conv / linear / BN layers the pruner resizes, after pruning."""
-    nodes = {n.name: n for n in graph.module.graph.nodes}
+def activation_elements(graph: TracedModel, keep: np.ndarray) -> int:
+    """Output elements (per sample) of the layers the pruner resizes (conv, linear, norms…), after pruning."""
     total = 0
     for m in analyze(graph).modules:
-        shape = nodes[m.node].meta["shape"]
-        spatial = int(np.prod(shape[2:])) if m.kind != "linear" else int(np.prod(shape[1:-1]))
-        total += spatial * len(_kept_positions(m.out_units, keep))
+        per_channel = math.prod(m.out_shape) // m.out_shape[m.op.channel_dim]  # batch 1: elements per channel
+        total += per_channel * len(kept(m.out_units, keep))
     return total
 
 
@@ -82,7 +82,7 @@ class LatencyModel:
         c0, c1, c2 = self.coef
         return c0 + c1 * macs + c2 * activations
 
-    def predict_plan(self, graph: Graph, plan: PrunePlan, macs: float | None = None) -> float:
+    def predict_plan(self, graph: TracedModel, plan: PrunePlan, macs: float | None = None) -> float:
         """Predicted seconds per batch of `graph` pruned by `plan` (pass `macs` when already known)."""
         if macs is None:
             macs = cost_after(graph, plan).macs
@@ -116,7 +116,7 @@ def timed(repeats: int = 20, warmup: int = 3) -> Measure:
     return lambda runner, x: _time(runner, x, repeats, warmup)
 
 
-def fit_latency_model(graph: Graph, batch_size: int = 1, networks: int = 12, repeats: int = 20,
+def fit_latency_model(graph: TracedModel, batch_size: int = 1, networks: int = 12, repeats: int = 20,
                       seed: int = 0, progress: bool = False, rounds: int = 3, measure: Measure | None = None,
                       warn: Callable[[str], None] | None = None) -> LatencyModel:
     """Time `networks` variants of the traced network (unpruned to ~90% of channels removed) and fit the model.
@@ -179,7 +179,8 @@ def _nonnegative_fit(samples: list[tuple[float, float, float]]) -> tuple[float, 
     return (float(best[1][0]), float(best[1][1]), float(best[1][2]))
 
 
-def measured_ratio(graph: Graph, plan: PrunePlan, batch_size: int = 1, rounds: int = 5, repeats: int = 20) -> float:
+def measured_ratio(graph: TracedModel, plan: PrunePlan, batch_size: int = 1, rounds: int = 5,
+                   repeats: int = 20) -> float:
     """Measured latency of the pruned network / the original's: median over interleaved rounds (drift cancels)."""
     x = _batch(graph.example_input, batch_size)
     # both inference copies built once; only the timings alternate

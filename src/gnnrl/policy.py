@@ -22,7 +22,7 @@ from .errors import GnnrlError
 from .groups import analyze
 from .identity import weights_fingerprint
 from .prune import PrunedModel, apply_plan, cost_after, lineage_after, original_cost, plan_from_removed, removal_orders
-from .trace import Graph, trace
+from .trace import TracedModel, trace
 
 
 class PolicyError(GnnrlError):
@@ -48,7 +48,7 @@ def read_policy(source: str | Path | dict[str, Any]) -> dict[str, Any]:
     return policy
 
 
-def check_policy(policy: dict[str, Any], model: nn.Module, graph: Graph, group_ids: list[int],
+def check_policy(policy: dict[str, Any], model: nn.Module, graph: TracedModel, group_ids: list[int],
                  sizes: list[int]) -> None:
     """Refuse a policy made for another architecture, class count or weights, naming what differs."""
     spec = getattr(model, "gnnrl_spec", None)
@@ -94,7 +94,7 @@ def apply_policy(model: nn.Module, policy: str | Path | dict[str, Any], example_
     return PrunedModel(module=module, plan=plan, cost=cost_after(graph, plan), base_cost=original_cost(graph))
 
 
-def policy_for_ratios(graph: Graph, model: nn.Module, ratios: dict[int, float], importance: str = "l1"
+def policy_for_ratios(graph: TracedModel, model: nn.Module, ratios: dict[int, float], importance: str = "l1"
                       ) -> dict[str, Any]:
     """A policy dict (as a search writes it) for per-group ratios, e.g. a uniform baseline at a budget."""
     a = analyze(graph)

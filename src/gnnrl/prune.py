@@ -2,14 +2,14 @@
 
 Four questions are kept apart (as in Torch-Pruning): which channels are coupled (`groups`), which to remove
 (`unit_scores`, by importance), how many (the ratio per group — the agent's job) and how one layer is cut
-(`SLICERS`, one function per layer kind).
+(the `slice` and `cost` of its entry in the op registry, `gnnrl.ops`).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,8 +18,9 @@ from torch import fx, nn
 
 from .cost import Cost
 from .errors import GnnrlError
-from .groups import Analysis, ModuleChannels, analyze
-from .trace import Graph, trace
+from .groups import Analysis, analyze
+from .ops.idmap import kept
+from .trace import TracedModel, trace
 
 IMPORTANCES = ("l1", "l2", "bn_scale", "random")
 Ratios = float | Mapping[int, float]
@@ -52,7 +53,7 @@ class PrunedModel:
         return self.cost.macs / self.base_cost.macs
 
 
-def unit_scores(graph: Graph, importance: str = "l1", seed: int = 0) -> np.ndarray:
+def unit_scores(graph: TracedModel, importance: str = "l1", seed: int = 0) -> np.ndarray:
     """Importance per unit: the chosen per-channel score summed over every layer the unit appears in."""
     if importance not in IMPORTANCES:
         raise PruneError(f"unknown importance {importance!r}; choose one of {', '.join(IMPORTANCES)}")
@@ -62,16 +63,16 @@ def unit_scores(graph: Graph, importance: str = "l1", seed: int = 0) -> np.ndarr
     per_id = np.zeros(len(a.unit_of_id))
     for m in a.modules:
         mod = graph.module.get_submodule(m.target)
-        if importance in ("l1", "l2") and m.kind in ("conv", "linear"):
-            w = mod.weight.detach().flatten(1)
+        if importance in ("l1", "l2") and m.op.filters is not None:
+            w = m.op.filters(mod)
             norm = w.abs().sum(1) if importance == "l1" else w.pow(2).sum(1).sqrt()
             np.add.at(per_id, m.out_ids, norm.double().numpy())
-        elif importance == "bn_scale" and m.kind == "bn" and getattr(mod, "weight", None) is not None:
-            np.add.at(per_id, m.out_ids, mod.weight.detach().abs().double().numpy())
+        elif importance == "bn_scale" and m.op.gains is not None and (gain := m.op.gains(mod)) is not None:
+            np.add.at(per_id, m.out_ids, gain.abs().double().numpy())
     return np.bincount(a.unit_of_id, weights=per_id, minlength=a.num_units)
 
 
-def removal_orders(graph: Graph, group_ids: list[int], importance: str = "l1") -> list[np.ndarray]:
+def removal_orders(graph: TracedModel, group_ids: list[int], importance: str = "l1") -> list[np.ndarray]:
     """Per group: its free units, least important first. A policy of `r` removed channels drops the first `r`.
 
     The search and `apply_policy` both use this order, which is what makes a searched policy replay exactly.
@@ -85,7 +86,7 @@ def removal_orders(graph: Graph, group_ids: list[int], importance: str = "l1") -
     return orders
 
 
-def plan_from_removed(graph: Graph, orders: list[np.ndarray], removed: np.ndarray | list[int]) -> PrunePlan:
+def plan_from_removed(graph: TracedModel, orders: list[np.ndarray], removed: np.ndarray | list[int]) -> PrunePlan:
     """The keep mask with the first `removed[i]` units of `orders[i]` dropped."""
     keep = np.ones(analyze(graph).num_units, dtype=bool)
     for order, r in zip(orders, removed, strict=True):
@@ -93,7 +94,7 @@ def plan_from_removed(graph: Graph, orders: list[np.ndarray], removed: np.ndarra
     return PrunePlan(keep, {}, {})
 
 
-def make_plan(graph: Graph, ratios: Ratios, importance: str | np.ndarray = "l1", round_to: int = 1) -> PrunePlan:
+def make_plan(graph: TracedModel, ratios: Ratios, importance: str | np.ndarray = "l1", round_to: int = 1) -> PrunePlan:
     """Choose the units to keep: in each group, remove `ratio` of its free units, least important first."""
     if not isinstance(round_to, int) or round_to < 1:
         raise PruneError(f"round_to must be a positive integer (1: no rounding), not {round_to!r}")
@@ -138,68 +139,18 @@ def _check_ratios(a: Analysis, ratios: Ratios) -> dict[int, float]:
 # Cutting layers
 
 
-def _kept_positions(units: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    return np.flatnonzero((units < 0) | keep[np.maximum(units, 0)])
-
-
-def _slice_conv(mod: nn.Module, m: ModuleChannels, keep: np.ndarray) -> None:
-    assert isinstance(mod, nn.modules.conv._ConvNd)
-    out_k = torch.from_numpy(_kept_positions(m.out_units, keep))
-    in_k = _kept_positions(m.in_units, keep)
-    g = mod.groups
-    w = mod.weight.detach()[out_k]
-    if g == mod.in_channels and g > 1:  # depthwise: one group per kept input channel
-        new_groups = len(in_k)
-    elif g > 1:  # grouped: the same in-group positions are kept in every group (see groups._conv)
-        per = mod.in_channels // g
-        w = w[:, torch.from_numpy(in_k[in_k < per])]
-        new_groups = g
-    else:
-        w = w[:, torch.from_numpy(in_k)]
-        new_groups = 1
-    mod.weight = nn.Parameter(w.contiguous(), requires_grad=mod.weight.requires_grad)
-    if mod.bias is not None:
-        mod.bias = nn.Parameter(mod.bias.detach()[out_k].contiguous(), requires_grad=mod.bias.requires_grad)
-    mod.in_channels, mod.out_channels, mod.groups = len(in_k), len(out_k), new_groups
-
-
-def _slice_linear(mod: nn.Module, m: ModuleChannels, keep: np.ndarray) -> None:
-    assert isinstance(mod, nn.Linear)
-    out_k = torch.from_numpy(_kept_positions(m.out_units, keep))
-    in_k = torch.from_numpy(_kept_positions(m.in_units, keep))
-    mod.weight = nn.Parameter(mod.weight.detach()[out_k][:, in_k].contiguous(), requires_grad=mod.weight.requires_grad)
-    if mod.bias is not None:
-        mod.bias = nn.Parameter(mod.bias.detach()[out_k].contiguous(), requires_grad=mod.bias.requires_grad)
-    mod.in_features, mod.out_features = len(in_k), len(out_k)
-
-
-def _slice_bn(mod: nn.Module, m: ModuleChannels, keep: np.ndarray) -> None:
-    assert isinstance(mod, nn.modules.batchnorm._BatchNorm)
-    k = torch.from_numpy(_kept_positions(m.in_units, keep))
-    for name in ("weight", "bias"):
-        p = getattr(mod, name)
-        if p is not None:
-            setattr(mod, name, nn.Parameter(p.detach()[k].contiguous(), requires_grad=p.requires_grad))
-    for name in ("running_mean", "running_var"):
-        b = getattr(mod, name)
-        if b is not None:
-            setattr(mod, name, b[k].contiguous())
-    mod.num_features = len(k)
-
-
-SLICERS: dict[str, Callable[[nn.Module, ModuleChannels, np.ndarray], None]] = {
-    "conv": _slice_conv, "linear": _slice_linear, "bn": _slice_bn,
-}
-
-
-def apply_plan(graph: Graph, plan: PrunePlan) -> fx.GraphModule:
+def apply_plan(graph: TracedModel, plan: PrunePlan) -> fx.GraphModule:
     """A physically pruned copy of the traced module (the original is untouched)."""
     a = analyze(graph)
     root = _clone_modules(graph.module)
     for m in a.modules:
         if keep_all(m.in_units, plan.keep) and keep_all(m.out_units, plan.keep):
             continue
-        SLICERS[m.kind](root.get_submodule(m.target), m, plan.keep)
+        if m.op.slice is None:
+            raise PruneError(f"op {m.op.name!r} ({m.target}) records channels to cut but has no slice rule; "
+                             "give register_op a `slice` and a `cost`")
+        m.op.slice(root.get_submodule(m.target), torch.from_numpy(kept(m.in_units, plan.keep)),
+                   torch.from_numpy(kept(m.out_units, plan.keep)))
     new_graph = fx.Graph()
     new_graph.output(new_graph.graph_copy(graph.module.graph, {}))
     if a.pads:  # shrink channel-pad widths to the number of pad channels kept
@@ -233,70 +184,45 @@ def keep_all(units: np.ndarray, keep: np.ndarray) -> bool:
 # Cost without building the model
 
 
-def _module_cost(graph: Graph, m: ModuleChannels, keep: np.ndarray, nodes: dict[str, fx.Node]) -> tuple[int, int]:
-    """(MACs, params) of one conv / linear / BN call after pruning."""
-    mod = graph.module.get_submodule(m.target)
-    n_in = len(_kept_positions(m.in_units, keep))
-    n_out = len(_kept_positions(m.out_units, keep))
-    shape = nodes[m.node].meta["shape"]
-    if m.kind == "bn":
-        return 0, 2 * n_out if getattr(mod, "weight", None) is not None else 0
-    bias = n_out if getattr(mod, "bias", None) is not None else 0
-    if m.kind == "linear":
-        return math.prod(shape[1:-1]) * n_out * n_in, n_out * n_in + bias
-    assert isinstance(mod, nn.modules.conv._ConvNd)
-    g = mod.groups
-    if g == 1:
-        fan_in = n_in
-    elif g == mod.in_channels:  # depthwise: every output reads one input channel
-        fan_in = 1
-    else:  # grouped: the kept positions of the first group are those of every group
-        fan_in = len(_kept_positions(m.in_units[: mod.in_channels // g], keep))
-    k = math.prod(mod.kernel_size)
-    spatial = math.prod(shape[2:])
-    return spatial * n_out * fan_in * k, n_out * fan_in * k + bias
-
-
-def cost_after(graph: Graph, ratios: Ratios | PrunePlan, importance: str | np.ndarray = "l1",
+def cost_after(graph: TracedModel, ratios: Ratios | PrunePlan, importance: str | np.ndarray = "l1",
                round_to: int = 1) -> Cost:
     """MACs and params of the pruned network, computed from the graph without building it."""
     a = analyze(graph)
     plan = ratios if isinstance(ratios, PrunePlan) else make_plan(graph, ratios, importance, round_to)
     base = _base(graph, a)
-    nodes = {n.name: n for n in graph.module.graph.nodes}
     macs, params = base.macs, base.params
     for m in a.modules:
-        mc, pc = _module_cost(graph, m, plan.keep, nodes)
+        if m.op.cost is None:
+            raise PruneError(f"op {m.op.name!r} ({m.target}) records channels to cut but has no cost rule")
+        mc, pc = m.op.cost(m.module, kept(m.in_units, plan.keep), kept(m.out_units, plan.keep), m.in_shape,
+                           m.out_shape)
         macs += mc
         params += pc
     return Cost(macs=macs, params=params)
 
 
-def _base(graph: Graph, a: Analysis) -> Cost:
+def _base(graph: TracedModel, a: Analysis) -> Cost:
     """The cost of everything the pruner does not resize (cached)."""
-    cached = getattr(graph, "_base_cost", None)
-    if cached is None:
+    if graph.cache.base_cost is None:
         sliced = {m.target for m in a.modules}
         macs = sum(int(n.meta.get("macs", 0)) for n in graph.module.graph.nodes
                    if n.op == "call_module" and str(n.target) not in sliced)
+        # a registered layer's parameters may sit in its submodules: exclude everything under a sliced layer
         params = sum(p.numel() for name, p in graph.module.named_parameters()
-                     if name.rsplit(".", 1)[0] not in sliced)
-        cached = Cost(macs=macs, params=params)
-        graph._base_cost = cached  # type: ignore[attr-defined]
-    return cached
+                     if not any(name.startswith(f"{t}.") for t in sliced))
+        graph.cache.base_cost = Cost(macs=macs, params=params)
+    return graph.cache.base_cost
 
 
-def original_cost(graph: Graph) -> Cost:
+def original_cost(graph: TracedModel) -> Cost:
     """MACs and params of the unpruned traced model (cached)."""
-    cached = getattr(graph, "_original_cost", None)
-    if cached is None:
+    if graph.cache.original_cost is None:
         a = analyze(graph)
-        cached = cost_after(graph, PrunePlan(np.ones(a.num_units, dtype=bool), {}, {}))
-        graph._original_cost = cached  # type: ignore[attr-defined]
-    return cached
+        graph.cache.original_cost = cost_after(graph, PrunePlan(np.ones(a.num_units, dtype=bool), {}, {}))
+    return graph.cache.original_cost
 
 
-def ratios_for_budget(graph: Graph, budget: float, profile: Mapping[int, float] | None = None,
+def ratios_for_budget(graph: TracedModel, budget: float, profile: Mapping[int, float] | None = None,
                       importance: str | np.ndarray = "l1", max_ratio: float = 0.95,
                       round_to: int = 1) -> dict[int, float]:
     """Scale a per-group ratio profile (default: uniform) so that MACs fall to `budget` × the original.
@@ -331,14 +257,14 @@ def ratios_for_budget(graph: Graph, budget: float, profile: Mapping[int, float] 
     return at(hi)
 
 
-def prune(model: nn.Module | Graph, example_input: torch.Tensor | None = None, ratios: Ratios = 0.5,
+def prune(model: nn.Module | TracedModel, example_input: torch.Tensor | None = None, ratios: Ratios = 0.5,
           importance: str = "l1", round_to: int = 1) -> PrunedModel:
     """Physically remove channels: a float prunes every prunable group uniformly, a dict per group id.
 
     The result's module remembers how it was made (`gnnrl_lineage`: base model spec, input shape and the
     kept units of every pruning round), so it can be pruned again, saved and rebuilt (`gnnrl.save`/`load`).
     """
-    graph = model if isinstance(model, Graph) else trace(model, _need(example_input))
+    graph = model if isinstance(model, TracedModel) else trace(model, _need(example_input))
     plan = make_plan(graph, ratios, importance, round_to)
     module = apply_plan(graph, plan)
     module.gnnrl_lineage = lineage_after(graph, plan)  # type: ignore[assignment]
@@ -354,7 +280,7 @@ class Lineage:
     rounds: tuple[tuple[int, ...], ...]  # per pruning round: the indices of the kept units
 
 
-def lineage_after(graph: Graph, plan: PrunePlan) -> Lineage:
+def lineage_after(graph: TracedModel, plan: PrunePlan) -> Lineage:
     """The lineage of the module `graph` was traced from, extended by one pruning round."""
     from dataclasses import asdict
 
@@ -370,10 +296,10 @@ def lineage_after(graph: Graph, plan: PrunePlan) -> Lineage:
 def replay(model: nn.Module, lineage: Lineage) -> fx.GraphModule | nn.Module:
     """Apply the recorded pruning rounds to a freshly built base model (weights are loaded afterwards)."""
     module: nn.Module = model
-    for kept in lineage.rounds:
+    for round_kept in lineage.rounds:
         graph = trace(module, torch.zeros(lineage.input_shape))
         keep = np.zeros(analyze(graph).num_units, dtype=bool)
-        keep[list(kept)] = True
+        keep[list(round_kept)] = True
         module = apply_plan(graph, PrunePlan(keep, {}, {}))
     module.gnnrl_lineage = lineage  # type: ignore[assignment]
     return module

@@ -32,7 +32,7 @@ from .latency import LatencyModel, fit_latency_model, measured_ratio
 from .methods import LEARNING, METHODS, ONE_SHOT, make_method
 from .progress import progress_bar
 from .prune import cost_after, original_cost
-from .trace import Graph, trace
+from .trace import TracedModel, trace
 
 LEGACY: dict[str, Any] = {"method": "gnnrl", "agent": {"candidates": 1, "pretrain_updates": 0}}
 """What settings added later did before they existed: a checkpoint that lacks one resumes only with this value."""
@@ -164,7 +164,7 @@ def make_env(model: nn.Module, data: Cifar, config: SearchConfig, latency: Laten
     for a latency budget the latency model (`latency`, or fitted here on timed variants of `model`)."""
     val = data.split("val", val_from=config.val_from, val_size=config.val_size)
     recal = recal_split(data, config)
-    source: nn.Module | Graph = model
+    source: nn.Module | TracedModel = model
     if config.env.metric == "latency" and latency is None:
         source = trace(model, torch.zeros(1, *val.images.shape[1:]))
         latency = fit_latency_model(source, config.env.latency_batch, progress=progress, warn=_warn)

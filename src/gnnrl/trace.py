@@ -3,21 +3,30 @@
 Keys written by the shape pass (one `fx.Interpreter` run on the example input, as in torch.fx's ShapeProp):
   * ``node.meta["value"]``: the output for non-tensor results (sizes, ints), which later passes reuse;
   * ``node.meta["shape"]``: the output tensor's shape (tensor results only);
-  * ``node.meta["macs"]`` / ``node.meta["params"]``: cost of conv / linear module calls (per sample).
+  * ``node.meta["macs"]`` / ``node.meta["params"]``: cost (per sample) of module calls whose op entry has one.
+
+Analyses of a traced model (channel groups, costs, the computational graph, hierarchies) are cached on it, in
+one typed `GraphCache`, because the search asks for them thousands of times.
 """
 
 from __future__ import annotations
 
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import fx, nn
 
-from .cost import MAC_RULES
 from .errors import GnnrlError
+from .ops import module_op
+
+if TYPE_CHECKING:
+    from .cost import Cost
+    from .graph import CompGraph
+    from .groups import Analysis
+    from .hierarchy import Hierarchy
 
 # Modules kept whole by the tracer beyond torch.nn's own. Their channels are pinned by the grouping pass.
 LEAF_MODULES: set[type[nn.Module]] = set()
@@ -36,11 +45,25 @@ def register_leaf(cls: type[nn.Module]) -> type[nn.Module]:
 
 
 @dataclass
-class Graph:
-    """A traced model: the fx `GraphModule` (sharing the model's parameters) and its example input."""
+class GraphCache:
+    """What has been computed from one traced model; each field is filled by the module that owns it."""
+
+    analysis: Analysis | None = None  # gnnrl.groups.analyze
+    base_cost: Cost | None = None  # gnnrl.prune: cost of what the pruner does not resize
+    original_cost: Cost | None = None  # gnnrl.prune.original_cost
+    comp_graph: CompGraph | None = None  # gnnrl.graph.build
+    hierarchies: dict[int, Hierarchy] = field(default_factory=dict)  # gnnrl.hierarchy.build_hierarchy, by levels
+
+
+@dataclass
+class TracedModel:
+    """A traced model: the fx `GraphModule` (sharing the model's parameters), its example input, and the
+    analyses computed from it (`cache`). Not the computational graph of the paper: that is `gnnrl.graph.CompGraph`,
+    built from this."""
 
     module: fx.GraphModule
     example_input: torch.Tensor
+    cache: GraphCache = field(default_factory=GraphCache, repr=False, compare=False)
 
     @property
     def nodes(self) -> list[fx.Node]:
@@ -49,6 +72,10 @@ class Graph:
     def submodule(self, node: fx.Node) -> nn.Module:
         """The module a `call_module` node calls."""
         return self.module.get_submodule(str(node.target))
+
+
+Graph = TracedModel
+"""The name `TracedModel` had before the op registry; kept so that existing code keeps working."""
 
 
 class _Tracer(fx.Tracer):
@@ -65,7 +92,7 @@ def trace(
     example_input: torch.Tensor,
     leaf_modules: Iterable[type[nn.Module]] = (),
     autowrap_functions: Iterable[Callable[..., Any]] = (),
-) -> Graph:
+) -> TracedModel:
     """Symbolically trace `model` and run one shape pass on the first sample of `example_input`."""
     tracer = _Tracer([*LEAF_MODULES, *leaf_modules], [*AUTOWRAP_FUNCTIONS, *autowrap_functions])
     try:
@@ -92,7 +119,7 @@ def trace(
     finally:
         for m, training in modes:
             m.training = training
-    return Graph(gm, example)
+    return TracedModel(gm, example)
 
 
 def _explain(model: nn.Module, tracer: _Tracer, e: Exception) -> str:
@@ -115,7 +142,7 @@ def _explain(model: nn.Module, tracer: _Tracer, e: Exception) -> str:
 
 
 class _ShapePass(fx.Interpreter):
-    """Records shapes, non-tensor values and conv/linear costs into `node.meta`."""
+    """Records shapes, non-tensor values and the cost of module calls into `node.meta`."""
 
     def run_node(self, n: fx.Node) -> Any:
         out = super().run_node(n)
@@ -123,10 +150,11 @@ class _ShapePass(fx.Interpreter):
             n.meta["shape"] = tuple(out.shape)
         elif not isinstance(out, (list, tuple)) or not any(isinstance(o, torch.Tensor) for o in out):
             n.meta["value"] = out
-        if n.op == "call_module":
+        if n.op == "call_module" and isinstance(out, torch.Tensor):
             m = self.module.get_submodule(str(n.target))
-            rule = MAC_RULES.get(type(m))
-            if rule is not None and isinstance(out, torch.Tensor):
-                n.meta["macs"] = rule(m, out)
-                n.meta["params"] = sum(p.numel() for p in m.parameters(recurse=False))
+            op = module_op(type(m))
+            x = self.env.get(n.args[0]) if n.args and isinstance(n.args[0], fx.Node) else None
+            if op is not None and op.cost is not None and isinstance(x, torch.Tensor):
+                n.meta["macs"], n.meta["params"] = op.full_cost(m, tuple(x.shape), tuple(out.shape))
         return out
+

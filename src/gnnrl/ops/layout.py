@@ -1,0 +1,121 @@
+"""Data movement (flatten, view, transpose, cat, chunk, split, indexing) and shape queries: run on the id maps."""
+
+from __future__ import annotations
+
+import operator
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .idmap import Ids, raw, tensors, varies, wrap
+from .registry import Call, register_op
+
+if TYPE_CHECKING:
+    from ..groups import ChannelPass
+
+
+def moves(p: ChannelPass, call: Call) -> Any:
+    """Pure data movement (flatten, transpose, permute, cat, stack…): the op itself is run on the id maps."""
+    node = call.node
+    args, kwargs = raw(call.args), raw(call.kwargs)
+    if call.module is not None:
+        return wrap(call.module(*args, **kwargs))
+    if node.op == "call_function":
+        return wrap(node.target(*args, **kwargs))  # type: ignore[operator]
+    return wrap(getattr(args[0], str(node.target))(*args[1:], **kwargs))
+
+
+def union_along(p: ChannelPass, t: torch.Tensor, dim: int, pieces: int | None = None) -> None:
+    """Tie together the ids that face each other along `dim` (split into `pieces` equal parts, or per element)."""
+    moved = t.movedim(dim, -1)
+    if pieces is not None:  # chunk-like: piece j position k ↔ piece 0 position k
+        moved = moved.reshape(*moved.shape[:-1], pieces, -1).transpose(-1, -2)
+    rows = moved.reshape(-1, moved.shape[-1])
+    for j in range(1, rows.shape[1]):
+        p.union(rows[:, 0].numpy(), rows[:, j].numpy())
+
+
+def reshapes(p: ChannelPass, call: Call) -> Any:
+    """view / reshape: literal sizes stay fixed after pruning, so ids spread along such a dim are tied."""
+    x = call.args[0].t
+    sizes = call.node.args[1:]
+    if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
+        sizes = tuple(sizes[0])
+    out = x.reshape(call.node.meta["shape"])
+    for d, s in enumerate(sizes):
+        if isinstance(s, int) and s not in (-1, 1) and d < out.dim() and varies(out, d):
+            union_along(p, out, d)
+    return Ids(out)
+
+
+def chunks(p: ChannelPass, call: Call) -> Any:
+    """chunk(n, dim): pruned parts must stay equal, so position k of every chunk is tied."""
+    args, kwargs = call.args, call.kwargs
+    x = args[0].t
+    n = args[1] if len(args) > 1 else kwargs["chunks"]
+    dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
+    if varies(x, dim):
+        if x.shape[dim] % n:
+            p.pin(x, "chunk of a channel dimension into unequal parts")
+        else:
+            union_along(p, x, dim, pieces=n)
+    return wrap(torch.chunk(x, n, dim))
+
+
+def splits(p: ChannelPass, call: Call) -> Any:
+    """split with constant sizes: the sizes would no longer fit a pruned dimension."""
+    args, kwargs = call.args, call.kwargs
+    x = args[0].t
+    dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
+    if varies(x, dim):
+        p.pin(x, "split of a channel dimension into constant sizes")
+    return wrap(torch.split(x, args[1], dim))
+
+
+def indexes(p: ChannelPass, call: Call) -> Any:
+    """Indexing: on tuples it selects; on an id map, slicing a channel-carrying dim pins it."""
+    obj, index = call.args
+    if not isinstance(obj, Ids):
+        return obj[index]
+    x = obj.t
+    idx = index if isinstance(index, tuple) else (index,)
+    dims: list[int] = []
+    d = 0
+    for i, item in enumerate(idx):
+        if item is Ellipsis:
+            d = x.dim() - (len(idx) - i - 1 - sum(1 for j in idx[i + 1 :] if j is None))
+            continue
+        if item is None:
+            continue
+        if not (isinstance(item, slice) and item == slice(None)):
+            dims.append(d)
+        d += 1
+    for d in dims:
+        if d < x.dim() and varies(x, d):
+            p.pin(x, "indexing a channel dimension with constant bounds")
+    return Ids(x[index])
+
+
+def queries(p: ChannelPass, call: Call) -> Any:
+    """Shape queries (x.size(), x.dim(), x.shape): the value recorded by the shape pass."""
+    return call.node.meta.get("value")
+
+
+def mixes(p: ChannelPass, call: Call) -> Any:
+    """An op known to mix channels (softmax over C…): they are kept whole."""
+    return p.opaque(call, tensors((call.args, call.kwargs)), f"{call.what} mixes channels")
+
+
+register_op(nn.Flatten, torch.flatten, ".flatten", torch.transpose, ".transpose", torch.permute, ".permute",
+            ".squeeze", ".unsqueeze", name="layout", channels=moves, label="reshape")
+register_op(torch.cat, torch.concat, torch.stack, name="concat", channels=moves, label="concat")
+register_op(torch.squeeze, torch.unsqueeze, ".expand", torch.movedim, ".movedim", ".expand_as", name="expand",
+            channels=moves)
+register_op(torch.reshape, ".view", ".reshape", name="reshape", channels=reshapes, label="reshape")
+register_op(torch.chunk, ".chunk", name="chunk", channels=chunks, label="reshape")
+register_op(torch.split, ".split", name="split", channels=splits, label="reshape")
+register_op(operator.getitem, name="getitem", channels=indexes, label="reshape")
+register_op(".size", ".dim", ".numel", getattr, name="query", channels=queries)
+register_op(F.softmax, name="softmax", channels=mixes)

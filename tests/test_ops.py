@@ -1,0 +1,213 @@
+"""The op registry: layers it newly prunes (exactly), a custom layer taught through `register_op`, the README
+example, and where op knowledge lives."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from pruning_reference import check_exact
+from torch import nn
+
+import gnnrl
+from gnnrl import TraceError, channel_groups, cost_after, count_flops, trace
+from gnnrl.groups import analyze
+from gnnrl.ops import MODULE_OPS, creates, module_op
+from gnnrl.prune import apply_plan, make_plan
+from gnnrl.trace import LEAF_MODULES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _randomise(model: nn.Module) -> nn.Module:
+    """Non-trivial per-channel parameters, so that a wrongly kept or dropped channel changes the output."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, (nn.GroupNorm, nn.InstanceNorm2d, nn.PReLU)):
+            for p in m.parameters():
+                p.data.uniform_(0.2, 1.5, generator=g)
+    return model
+
+
+class GroupNormNet(nn.Module):  # GN with 4 and 2 groups, a residual add across two GN outputs
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.GroupNorm(4, 16), nn.ReLU())
+        self.block = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.GroupNorm(4, 16))
+        self.mid = nn.Sequential(nn.Conv2d(16, 12, 1), nn.GroupNorm(2, 12), nn.ReLU())
+        self.head = nn.Conv2d(12, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.head(self.mid(F.relu(x + self.block(x))))
+
+
+def instance_norm_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.InstanceNorm2d(16, affine=True), nn.ReLU(),
+                         nn.Conv2d(16, 8, 3, padding=1), nn.InstanceNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1))
+
+
+def prelu_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.PReLU(16), nn.Conv2d(16, 8, 1), nn.PReLU(),
+                         nn.Conv2d(8, 4, 1))
+
+
+def conv_transpose_net() -> nn.Module:  # a decoder: downsample, then upsample with transposed convs
+    return nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                         nn.ConvTranspose2d(16, 12, 2, stride=2), nn.BatchNorm2d(12), nn.ReLU(),
+                         nn.ConvTranspose2d(12, 8, 3, padding=1, bias=False), nn.ReLU(), nn.Conv2d(8, 4, 1))
+
+
+def video_net() -> nn.Module:  # 3-D convolutions and BatchNorm3d, pooled into a classifier
+    return nn.Sequential(nn.Conv3d(3, 16, 3, padding=1), nn.BatchNorm3d(16), nn.ReLU(), nn.MaxPool3d(2),
+                         nn.Conv3d(16, 12, (1, 3, 3), padding=(0, 1, 1)), nn.BatchNorm3d(12), nn.ReLU(),
+                         nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(12, 5))
+
+
+@pytest.mark.parametrize("make", [GroupNormNet, instance_norm_net, prelu_net, conv_transpose_net],
+                         ids=["groupnorm", "instancenorm", "prelu", "convtranspose"])
+def test_newly_supported_layers_prune_exactly(make) -> None:  # type: ignore[no-untyped-def]
+    model = _randomise(make())
+    assert [g for g in channel_groups(trace(model, torch.randn(1, 3, 16, 16))) if g.prunable]
+    check_exact(model, side=16)
+
+
+def test_3d_convolutions_prune_exactly() -> None:
+    check_exact(video_net(), input_shape=(2, 3, 4, 16, 16))
+
+
+def test_group_norm_loses_whole_groups() -> None:
+    model = _randomise(GroupNormNet()).eval()
+    graph = trace(model, torch.randn(1, 3, 16, 16))
+    stream = next(g for g in channel_groups(graph) if "stem.0" in g.members)
+    assert stream.size == 4, "16 channels in 4 GroupNorm groups: 4 units"
+    pruned = apply_plan(graph, make_plan(graph, {stream.id: 0.5}))
+    gn = pruned.get_submodule("stem.1")
+    assert (gn.num_groups, gn.num_channels) == (2, 8)
+
+
+def test_grouped_transposed_conv_is_kept_whole() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ConvTranspose2d(8, 8, 2, groups=2), nn.Conv2d(8, 4, 1))
+    groups = channel_groups(trace(model, torch.randn(1, 3, 16, 16)))
+    assert not any(g.prunable for g in groups)
+    assert any("grouped ConvTranspose2d" in g.reason for g in groups)
+
+
+# ---- a custom layer -------------------------------------------------------------------------------------
+
+
+class ScaledConv(nn.Module):
+    """A 3×3 conv with a learned per-channel gain, whose forward torch.fx cannot trace (Python control flow)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, 3, 3) * 0.2)
+        self.gain = nn.Parameter(torch.rand(cout) + 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] > 64:  # data-dependent Python control flow
+            x = F.avg_pool2d(x, 2)
+        return F.conv2d(x, self.weight, padding=1) * self.gain.view(1, -1, 1, 1)
+
+
+def slice_scaled(layer: nn.Module, kept_in: torch.Tensor, kept_out: torch.Tensor) -> None:
+    layer.weight = nn.Parameter(layer.weight.detach()[kept_out][:, kept_in])
+    layer.gain = nn.Parameter(layer.gain.detach()[kept_out])
+
+
+def cost_scaled(layer: nn.Module, kept_in: np.ndarray, kept_out: np.ndarray, in_shape: tuple[int, ...],
+                out_shape: tuple[int, ...]) -> tuple[int, int]:
+    area = out_shape[2] * out_shape[3]
+    return area * len(kept_out) * len(kept_in) * 9, len(kept_out) * (len(kept_in) * 9 + 1)
+
+
+def custom_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), ScaledConv(16, 24),
+                         nn.ReLU(), ScaledConv(24, 12), nn.BatchNorm2d(12), nn.ReLU(), nn.Conv2d(12, 4, 1))
+
+
+def test_register_op_teaches_a_custom_layer() -> None:
+    torch.manual_seed(0)
+    model = custom_net().eval()
+    x = torch.randn(2, 3, 16, 16)
+    with pytest.raises(TraceError, match="ScaledConv"):
+        trace(model, x)  # untraceable today…
+    pinned = channel_groups(trace(model, x, leaf_modules=[ScaledConv]))
+    assert not any(g.prunable for g in pinned)  # …or, as a leaf, kept whole with every channel it touches
+    assert any("ScaledConv is not understood" in g.reason for g in pinned)
+
+    gnnrl.register_op(ScaledConv, channels=creates, slice=slice_scaled, cost=cost_scaled, label="conv3x3",
+                      filters=lambda m: m.weight.detach().flatten(1))
+    try:
+        graph = trace(model, x)  # registered: kept whole by the tracer, understood by the analysis
+        groups = [g for g in channel_groups(graph) if g.prunable]
+        assert {g.members for g in groups} == {("0",), ("3",), ("5",)}
+        rng = np.random.default_rng(0)
+        plan = make_plan(graph, {g.id: float(rng.uniform(0.2, 0.7)) for g in groups})
+        pruned = apply_plan(graph, plan)
+        ref = _masked_custom(model, graph, plan.keep)
+        with torch.no_grad():
+            out, expected = pruned(x), ref(x)
+        assert (out - expected).abs().max() <= 1e-4 * max(1.0, float(expected.abs().max()))
+        assert pruned.get_submodule("3").weight.shape[0] < 24
+        # the analytic cost equals the counted cost of the pruned network, the custom layer by its own rule
+        assert cost_after(graph, plan) == count_flops(pruned, (1, 3, 16, 16))
+        assert count_flops(pruned, (1, 3, 16, 16)).macs < count_flops(model, (1, 3, 16, 16)).macs
+    finally:
+        MODULE_OPS.pop(ScaledConv)
+        LEAF_MODULES.discard(ScaledConv)
+
+
+def _masked_custom(model: nn.Module, graph: gnnrl.Graph, keep: np.ndarray) -> nn.Module:
+    """The original with every layer's weights reading a removed channel zeroed (the reference of exactness)."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    for m in analyze(graph).modules:
+        removed = np.flatnonzero((m.in_units >= 0) & ~keep[np.maximum(m.in_units, 0)])
+        if m.creates and len(removed):
+            ref.get_submodule(m.target).weight.data[:, torch.from_numpy(removed)] = 0
+    return ref
+
+
+def test_register_op_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match="both `slice` and `cost`"):
+        gnnrl.register_op(ScaledConv, channels=creates, slice=slice_scaled)
+    with pytest.raises(ValueError, match="at least one"):
+        gnnrl.register_op(channels=creates)
+    assert module_op(ScaledConv) is None
+
+
+def test_the_readme_custom_layer_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- custom-op example -->\s*```python\n(.*?)```", text, re.S)
+    assert block, "README.md has no custom-op example"
+    code = block.group(1)
+    assert len(code.strip().splitlines()) <= 25
+    ast.parse(code)
+    namespace: dict[str, object] = {}
+    try:
+        exec(compile(code, "README.md", "exec"), namespace)  # our own README
+    finally:
+        for cls in [v for v in namespace.values() if isinstance(v, type) and v in MODULE_OPS]:
+            MODULE_OPS.pop(cls)
+    printed = capsys.readouterr().out
+    assert "MACs" in printed and "exact" in printed
+
+
+# ---- one place per op ---------------------------------------------------------------------------------
+
+
+def test_no_op_knowledge_outside_the_registry() -> None:
+    """The modules that loop over the registry name no layer class or torch function themselves."""
+    pattern = re.compile(r"\bnn\.(Conv|Linear|BatchNorm|GroupNorm|LayerNorm|ReLU|MaxPool|AvgPool|Adaptive|"
+                         r"InstanceNorm|PReLU|Flatten)|\bF\.\w+|isinstance\([^)]*nn\.modules")
+    for name in ("groups", "prune", "cost", "graph", "latency", "trace"):
+        source = (ROOT / "src" / "gnnrl" / f"{name}.py").read_text()
+        found = pattern.findall(source)
+        assert not found, f"gnnrl/{name}.py still describes ops itself: {found}"
