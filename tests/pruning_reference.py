@@ -33,9 +33,11 @@ def masked_reference(graph: TracedModel, plan: PrunePlan) -> fx.GraphModule:
             mult = mod.out_channels // mod.in_channels
             rows = np.concatenate([np.arange(c * mult, (c + 1) * mult) for c in removed])
             w[torch.from_numpy(rows)] = 0
-        else:  # grouped: the weight's in-dim position is shared by every group
-            per = mod.in_channels // mod.groups
-            w[:, torch.from_numpy(np.unique(removed % per))] = 0
+        else:  # grouped: output channels of group j read in-group position c % per of input channel c
+            per, out_per = mod.in_channels // mod.groups, mod.out_channels // mod.groups
+            for c in removed.tolist():
+                j = c // per
+                w[j * out_per : (j + 1) * out_per, c % per] = 0
     return ref
 
 

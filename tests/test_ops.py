@@ -98,6 +98,58 @@ def test_grouped_transposed_conv_is_kept_whole() -> None:
     assert any("grouped ConvTranspose2d" in g.reason for g in groups)
 
 
+class ShuffleV1Unit(nn.Module):  # ShuffleNet-v1: grouped 1×1 → channel shuffle → depthwise 3×3 → grouped 1×1
+    def __init__(self, c: int = 48, mid: int = 60, g: int = 3) -> None:
+        super().__init__()
+        self.g = g
+        self.reduce = nn.Sequential(nn.Conv2d(c, mid, 1, groups=g, bias=False), nn.BatchNorm2d(mid), nn.ReLU())
+        self.dw = nn.Sequential(nn.Conv2d(mid, mid, 3, padding=1, groups=mid, bias=False), nn.BatchNorm2d(mid))
+        self.expand = nn.Sequential(nn.Conv2d(mid, c, 1, groups=g, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.reduce(x)
+        b, ch, h, w = y.shape
+        y = y.view(b, self.g, ch // self.g, h, w).transpose(1, 2).reshape(b, ch, h, w)  # channel shuffle
+        return F.relu(x + self.expand(self.dw(y)))
+
+
+def shufflenet_v1() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 48, 3, padding=1, bias=False), nn.BatchNorm2d(48), nn.ReLU(), ShuffleV1Unit(),
+                         ShuffleV1Unit(), nn.Conv2d(48, 4, 1))
+
+
+def test_grouped_convs_keep_equal_groups_not_equal_positions() -> None:
+    """ResNeXt-style grouped 3×3: each of its 4 groups keeps as many channels, but which ones is chosen per group
+    (tying position k of every group, the fallback, would remove the same positions everywhere)."""
+    model = nn.Sequential(nn.Conv2d(3, 16, 1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 24, 3, padding=1, groups=4),
+                          nn.BatchNorm2d(24), nn.ReLU(), nn.Conv2d(24, 4, 1))
+    graph = trace(_randomise(model), torch.randn(1, 3, 8, 8))
+    a = analyze(graph)
+    inner = next(g for g in a.groups if g.members == ("0",))
+    assert inner.size == 16 and a.balance[inner.id].num_blocks == 4
+    bal = a.balance[inner.id]
+    steps = bal.steps(np.random.default_rng(0).random(a.num_units))
+    assert steps.shape == (4, 4)  # 4 removal steps, one channel of every group each
+    position = [list(bal.units[bal.block == b]).index(u) for b, u in enumerate(steps[0])]
+    assert len(set(position)) > 1, "each group chooses its own least important channel"
+    for seed in range(3):
+        check_exact(model, side=8, seed=seed)
+
+
+def test_shufflenet_v1_units_stay_exact() -> None:
+    """Grouped 1×1 convs around a channel shuffle: the shuffle's reshape ties position k of every piece (the
+    pruned shuffle must keep the channel order), so the middle channels fall back to one tied unit, kept whole:
+    exact, but not pruned (60 = 3 × 20 channels, and 20 is not a multiple of 3, as in every ShuffleNet-v1 width).
+    The residual stream, split the same way by both grouped convs, is balanced and pruned."""
+    model = shufflenet_v1()
+    a = analyze(trace(model, torch.randn(1, 3, 16, 16)))
+    mid = [g for g in a.groups if any(m.endswith("reduce.0") for m in g.members)]
+    assert len(mid) == 2 and not any(g.prunable for g in mid)
+    stream = next(g for g in a.groups if "0" in g.members)
+    assert stream.prunable and a.balance[stream.id].num_blocks == 3
+    check_exact(model, side=16)
+
+
 # ---- a custom layer -------------------------------------------------------------------------------------
 
 

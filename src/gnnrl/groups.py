@@ -8,7 +8,9 @@ run on the id maps, so concat offsets, channel shuffles and flatten → linear c
 themselves, not out of per-model rules. Where two channels must be removed together, their ids are unioned:
 
   * element-wise ops between tensors (residual add, SE-style mul) union the ids they combine;
-  * a depthwise conv ties input channel i to its outputs; a grouped conv ties position k of every group;
+  * a depthwise conv ties input channel i to its outputs; a grouped conv asks that each of its groups keep
+    equally many channels (a *balance* constraint: `Balance`), and only where that cannot be met ties position
+    k of every group, as one union;
   * a reshape/chunk that splits a channel dimension into a constant number of pieces ties the pieces'
     equal positions (this is what keeps a channel shuffle consistent).
 
@@ -84,6 +86,22 @@ class PadChannels:
 
 
 @dataclass
+class Balance:
+    """A group whose units must leave every block equally full (the groups of the grouped convs that read or
+    write it: each conv group keeps as many channels as the others). A removal step takes one unit per block."""
+
+    units: np.ndarray  # the group's free units
+    block: np.ndarray  # the block of each unit
+    num_blocks: int
+
+    def steps(self, scores: np.ndarray) -> np.ndarray:
+        """(steps × blocks) units: row t holds the t-th least important unit of every block."""
+        per_block = np.stack([self.units[self.block == b] for b in range(self.num_blocks)])
+        ranked = np.take_along_axis(per_block, np.argsort(scores[per_block], axis=1, kind="stable"), axis=1)
+        return np.ascontiguousarray(ranked.T)
+
+
+@dataclass
 class Analysis:
     """Everything the pruner needs, computed once per traced graph."""
 
@@ -94,6 +112,8 @@ class Analysis:
     modules: list[ModuleChannels]
     pads: list[PadChannels]
     node_units: dict[str, np.ndarray]  # fx node name -> unit of each position of its dim 1 (-1: not a channel)
+    balance: dict[int, Balance] = field(default_factory=dict)
+    """group id -> its balance constraints, for groups read or written by grouped convs"""
     num_units: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -148,8 +168,10 @@ class UnionFind:
 class ChannelPass:
     """One walk over the graph computing id maps, unions and pins: the API a channel rule (`gnnrl.ops`) uses."""
 
-    def __init__(self, graph: TracedModel) -> None:
+    def __init__(self, graph: TracedModel, tied: frozenset[str] = frozenset()) -> None:
         self.graph = graph
+        self.tied = tied  # layer sides ('conv:in') whose balance could not be met: tie their groups' positions
+        self.balanced: list[tuple[str, np.ndarray]] = []  # (layer, blocks of channel ids that keep equal counts)
         self.ids = UnionFind()
         self.id_source: list[int] = []
         self.sources: list[str] = []
@@ -210,6 +232,16 @@ class ChannelPass:
                                            call.op, first.meta["shape"] if first is not None else (),
                                            node.meta["shape"], not np.array_equal(in_ids, out_ids), call.module))
 
+    def balance(self, call: Call, blocks: np.ndarray, side: str) -> bool:
+        """The rows of `blocks` (channel ids) must keep equally many channels each (a grouped conv's groups on
+        its `side`, "in" or "out"). False when this side falls back to tying position k of every row (the caller
+        then unions them)."""
+        target = f"{call.node.target}:{side}"
+        if target in self.tied:
+            return False
+        self.balanced.append((target, blocks))
+        return True
+
     def add_pad(self, node: str, ids: np.ndarray, before: int, after: int, arg_index: int) -> None:
         """A channel pad at `node`: `ids` of its output channels, `before`/`after` of them new zeros."""
         self.pads.append((node, ids, before, after, arg_index))
@@ -219,7 +251,8 @@ class ChannelPass:
         self.summed.extend(np.unique(m.numpy()) for m in maps)
 
     # ---- the walk ------------------------------------------------------------------------------------
-    def run(self) -> Analysis:
+    def run(self) -> tuple[Analysis, set[str]]:
+        """The analysis, and the layers whose balance constraints cannot be met (rerun with them tied)."""
         env: dict[fx.Node, Any] = {}
         for node in self.graph.module.graph.nodes:
             env[node] = self.visit(node, env)
@@ -256,7 +289,7 @@ class ChannelPass:
                                (" (kept whole)" if module is not None else ""))
         return op.channels(self, Call(node, module, op, args, kwargs))
 
-    def finish(self) -> Analysis:
+    def finish(self) -> tuple[Analysis, set[str]]:
         roots = self.ids.roots()
         # A module called more than once would need the same slicing at every call: keep it whole.
         for target, count in self.calls.items():
@@ -291,6 +324,7 @@ class ChannelPass:
                    for m in self.modules]
         pads = [PadChannels(n, _units(ids, unit_of_id), left, right, idx) for n, ids, left, right, idx in self.pads]
         macs = {n.name: int(n.meta.get("macs", 0)) for n in self.graph.module.graph.nodes}
+        balance, infeasible = self.balances(unit_of_id, unit_group, pinned)
         groups = []
         for g in range(len(order)):
             units = np.flatnonzero(unit_group == g)
@@ -298,20 +332,60 @@ class ChannelPass:
             touching = [m for m in modules if np.isin(m.in_units, units).any() or np.isin(m.out_units, units).any()]
             consumers = tuple(dict.fromkeys(m.target for m in touching if np.isin(m.in_units, units).any()))
             free = int((~pinned[units]).sum())
+            # removable steps: units, or for balanced groups one unit of every block at a time
+            steps = len(balance[g].units) // balance[g].num_blocks if g in balance else free
             why = next((reasons[int(u)] for u in units if int(u) in reasons), "")
-            if not why and free < 2:
+            if not why and steps < 2:
                 why = ("a single channel" if len(members) == 1 and len(units) == 1 else
+                       "each group of its grouped convs has one channel" if g in balance else
                        "all its channels are tied into one unit (e.g. grouped convs around a channel shuffle)")
             groups.append(ChannelGroup(
                 id=g, size=len(units), prunable_size=free, members=tuple(members), consumers=consumers,
-                macs=sum(macs.get(m.node, 0) for m in touching), prunable=free >= 2,
-                reason="" if free >= 2 else why,
+                macs=sum(macs.get(m.node, 0) for m in touching), prunable=steps >= 2,
+                reason="" if steps >= 2 else why,
             ))
         summed_ids = np.unique(np.concatenate(self.summed)) if self.summed else np.empty(0, dtype=np.int64)
         summed_groups = set(unit_group[unit_of_id[summed_ids[summed_ids >= 0]]].tolist())
         groups = [replace(g, summed=g.id in summed_groups) for g in groups]
         node_units = {n: _units(ids, unit_of_id) for n, ids in self.node_ids.items()}
-        return Analysis(groups, unit_group, pinned, unit_of_id, modules, pads, node_units)
+        return Analysis(groups, unit_group, pinned, unit_of_id, modules, pads, node_units, balance), infeasible
+
+    def balances(self, unit_of_id: np.ndarray, unit_group: np.ndarray, pinned: np.ndarray
+                 ) -> tuple[dict[int, Balance], set[str]]:
+        """Per group under balance constraints, its `Balance`; and the layers whose constraints cannot be met.
+
+        Met when every constraint lies in one group, none of its units is pinned or in two of its blocks, every
+        free unit of the group is covered, and all the group's constraints split it the same way into blocks of
+        equal size. Not met, for example, around a channel shuffle: its reshape ties position k of every piece
+        into one unit, which then sits in every group of the conv before it (the fallback ties those too).
+        """
+        by_group: dict[int, list[tuple[str, np.ndarray]]] = {}
+        bad: set[str] = set()
+        for target, blocks in self.balanced:
+            units = unit_of_id[blocks]
+            owners = np.unique(unit_group[units])
+            if len(owners) != 1 or pinned[units].any():
+                bad.add(target)
+                continue
+            by_group.setdefault(int(owners[0]), []).append((target, units))
+        out: dict[int, Balance] = {}
+        for g, constraints in by_group.items():
+            free = np.flatnonzero((unit_group == g) & ~pinned)
+            partitions: list[np.ndarray] = []
+            for _, units in constraints:
+                block_of = np.full(len(unit_group), -1, dtype=np.int64)
+                for b, row in enumerate(units):
+                    u = np.unique(row)
+                    block_of[u] = np.where(block_of[u] == -1, b, -2)  # -2: in two blocks
+                partitions.append(block_of[free])
+            first = partitions[0]
+            counts = np.bincount(first[first >= 0]) if len(free) else np.empty(0, dtype=np.int64)
+            if (len(free) and (first >= 0).all() and all(np.array_equal(first, q) for q in partitions)
+                    and bool((counts == counts[0]).all())):
+                out[g] = Balance(free, first, len(counts))
+            else:
+                bad.update(target for target, _ in constraints)
+        return out, bad
 
 
 def _constant(node: fx.Node, args: tuple, kwargs: dict) -> Any:
@@ -351,8 +425,14 @@ def analyze(graph: TracedModel) -> Analysis:
     """Channel units, groups and per-layer slicing data of a traced graph (cached on the graph)."""
     if graph.cache.analysis is None:
         load_optional()
+        tied: frozenset[str] = frozenset()
         with torch.no_grad():
-            graph.cache.analysis = ChannelPass(graph).run()
+            while True:  # each rerun ties the layers whose balance constraints could not be met
+                analysis, bad = ChannelPass(graph, tied).run()
+                if not bad:
+                    break
+                tied |= bad
+        graph.cache.analysis = analysis
     return graph.cache.analysis
 
 

@@ -73,17 +73,23 @@ def unit_scores(graph: TracedModel, importance: str = "l1", seed: int = 0) -> np
 
 
 def removal_orders(graph: TracedModel, group_ids: list[int], importance: str = "l1") -> list[np.ndarray]:
-    """Per group: its free units, least important first. A policy of `r` removed channels drops the first `r`.
+    """Per group: its free units, least important first. A policy of `r` removed channels drops the first `r`
+    (for a balanced group, rows: one unit of every conv group each).
 
     The search and `apply_policy` both use this order, which is what makes a searched policy replay exactly.
     """
     a = analyze(graph)
     scores = unit_scores(graph, importance)
-    orders = []
-    for g in group_ids:
-        units = np.flatnonzero((a.unit_group == g) & ~a.unit_pinned)
-        orders.append(units[np.argsort(scores[units], kind="stable")])
-    return orders
+    return [_order(a, g, scores) for g in group_ids]
+
+
+def _order(a: Analysis, g: int, scores: np.ndarray) -> np.ndarray:
+    """Group `g`'s free units least important first; for a balanced group (see `groups.Balance`) a 2-D array
+    of removal steps, one unit of every block each, so that any prefix of rows keeps the balance."""
+    if g in a.balance:
+        return a.balance[g].steps(scores)
+    units = np.flatnonzero((a.unit_group == g) & ~a.unit_pinned)
+    return units[np.argsort(scores[units], kind="stable")]
 
 
 def plan_from_removed(graph: TracedModel, orders: list[np.ndarray], removed: np.ndarray | list[int]) -> PrunePlan:
@@ -105,11 +111,12 @@ def make_plan(graph: TracedModel, ratios: Ratios, importance: str | np.ndarray =
     kept: dict[int, list[int]] = {}
     for g, r in per_group.items():
         units = np.flatnonzero(a.unit_group == g)
-        free = units[~a.unit_pinned[units]]
-        n_keep = len(free) - math.floor(r * len(free) + 0.5)
-        n_keep = min(len(free), max(1, math.ceil(n_keep / round_to) * round_to))  # ≥ 1 survives
-        order = free[np.argsort(scores[free], kind="stable")]
-        keep[order[: len(free) - n_keep]] = False
+        order = _order(a, g, scores)
+        steps, width = order.shape[0], (order.shape[1] if order.ndim == 2 else 1)  # width: units per step
+        n_keep = steps - math.floor(r * steps + 0.5)
+        # kept units rounded up to a multiple of round_to (in whole steps); ≥ 1 step survives
+        n_keep = min(steps, max(1, math.ceil(math.ceil(n_keep * width / round_to) * round_to / width)))
+        keep[order[: steps - n_keep]] = False
         kept[g] = [i for i, u in enumerate(units) if keep[u]]
     return PrunePlan(keep=keep, kept=kept, ratios=per_group)
 

@@ -32,8 +32,10 @@ def uniform_internal_removed(env: DNNGraphEnv) -> np.ndarray:
 def l1_global_removed(env: DNNGraphEnv) -> np.ndarray:
     """Remove every unit whose group-normalised importance is below one threshold, the lowest meeting the budget."""
     scores = unit_scores(env.graph, env.config.importance)
-    # env.order lists each group's free units least important first, so these are ascending
-    normed = [scores[o] / max(float(scores[o].mean()), 1e-12) for o in env.order]
+    # env.order lists each group's removal steps least important first (a balanced group's step: one unit per
+    # conv group, scored by their mean), so these are ascending
+    step_scores = [scores[o].mean(1) if o.ndim == 2 else scores[o] for o in env.order]
+    normed = [s / max(float(s.mean()), 1e-12) for s in step_scores]
     target = env.config.budget * env.base
 
     def removed_at(t: float) -> np.ndarray:

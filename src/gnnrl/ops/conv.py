@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 
 def conv_channels(p: ChannelPass, call: Call) -> Any:
-    """New output channels; depthwise ties input i to its outputs, grouped ties position k of every group."""
+    """New output channels; depthwise ties input i to its outputs; a grouped conv's groups keep equally many
+    input and output channels (`ChannelPass.balance`), or, where that cannot be met, position k of every group
+    goes at once."""
     m = call.module
     assert isinstance(m, nn.modules.conv._ConvNd)
     x = call.args[0].t
@@ -30,9 +32,10 @@ def conv_channels(p: ChannelPass, call: Call) -> Any:
     out, out_ids = p.fresh_map(call.node.meta["shape"], str(call.node.target))
     if g == cin and g > 1:  # depthwise (with multiplier k): input channel i feeds outputs i·k … i·k+k−1
         p.union(np.repeat(in_ids, cout // cin), out_ids)
-    elif g > 1:  # grouped: the weight's in-dim is shared by all groups, so position k goes in every group at once
-        p.union(np.repeat(in_ids[: cin // g], g - 1), in_ids[cin // g :].reshape(g - 1, -1).T.ravel())
-        p.union(np.repeat(out_ids[: cout // g], g - 1), out_ids[cout // g :].reshape(g - 1, -1).T.ravel())
+    elif g > 1:  # grouped: where a side's groups cannot keep equal counts, position k of every group goes at once
+        for ids, n in ((in_ids, cin), (out_ids, cout)):
+            if not p.balance(call, ids.reshape(g, -1), "in" if ids is in_ids else "out"):
+                p.union(np.repeat(ids[: n // g], g - 1), ids[n // g :].reshape(g - 1, -1).T.ravel())
     p.record(call, in_ids, out_ids)
     return out
 
@@ -47,8 +50,12 @@ def slice_conv(mod: nn.Module, in_k: torch.Tensor, out_k: torch.Tensor) -> None:
     elif g == mod.in_channels and g > 1:  # depthwise: one group per kept input channel
         w = mod.weight.detach()[out_k]
         new_groups = len(in_k)
-    elif g > 1:  # grouped: the same in-group positions are kept in every group (see conv_channels)
-        w = mod.weight.detach()[out_k][:, in_k[in_k < mod.in_channels // g]]
+    elif g > 1:  # grouped: every group keeps as many inputs (see conv_channels); each output reads its group's
+        per = mod.in_channels // g
+        local = (in_k % per).view(g, -1)  # kept in-group positions, one row per group (in_k is ascending)
+        out_group = out_k // (mod.out_channels // g)
+        w = mod.weight.detach()[out_k]
+        w = w[torch.arange(len(out_k))[:, None], local[out_group]]
         new_groups = g
     else:
         w = mod.weight.detach()[out_k][:, in_k]
@@ -68,7 +75,7 @@ def conv_cost(mod: nn.Module, in_k: np.ndarray, out_k: np.ndarray, in_shape: tup
         fan_in = len(in_k)
     elif g == mod.in_channels:  # depthwise: every output reads one input channel
         fan_in = 1
-    else:  # grouped: the kept positions of the first group are those of every group
+    else:  # grouped: every group keeps as many inputs as the first
         fan_in = int(np.count_nonzero(in_k < mod.in_channels // g))
     k = math.prod(mod.kernel_size)
     bias = len(out_k) if mod.bias is not None else 0
