@@ -34,7 +34,7 @@ from gnnrl.checkpoint import differences
 from gnnrl.env import EnvConfig
 from gnnrl.files import write_json
 from gnnrl.finetune import finetune, finetune_config
-from gnnrl.methods import METHODS, ONE_SHOT
+from gnnrl.methods import LEARNING, METHODS, ONE_SHOT
 from gnnrl.paths import default_weights
 from gnnrl.policy import apply_policy, read_policy
 from gnnrl.search import LEGACY, SearchConfig, evaluate_policy, make_env, search
@@ -57,7 +57,10 @@ def search_config(args: argparse.Namespace, method: str, seed: int) -> SearchCon
     """The search settings shared by every method, plus --set overrides (applied to the learning methods)."""
     over = parse_overrides(args.set)
     env = dataclasses.replace(EnvConfig(budget=args.budget), **over.get("env", {}))
-    agent = dataclasses.replace(DDPGConfig(), **over.get("agent", {}))
+    # the critic filter (DDPGConfig.candidates) is GNN-RL's own addition: AMC runs as published, with plain DDPG
+    # exploration (the other methods have no agent)
+    agent = DDPGConfig(candidates=1) if method == "amc" else DDPGConfig()
+    agent = dataclasses.replace(agent, **over.get("agent", {}))
     warmup = min(30, max(1, args.episodes // 6))
     base = SearchConfig(env=env, agent=agent, episodes=args.episodes, warmup=warmup, seed=seed, method=method)
     return dataclasses.replace(base, **over.get("", {}))
@@ -72,7 +75,10 @@ def run_search(args: argparse.Namespace, data: gnnrl.Cifar, method: str, seed: i
         row = json.loads(done.read_text())
         if args.existing:  # tabulated as run: its settings are in the row
             return row
-        if differences(row.get("config", settings), settings, defaults=LEGACY):
+        saved = row.get("config", settings)
+        if method not in LEARNING:  # no agent: its settings do not change the run
+            saved, settings = ({k: v for k, v in c.items() if k != "agent"} for c in (saved, settings))
+        if differences(saved, settings, defaults=LEGACY):
             raise SystemExit(f"{folder} holds a run with other settings: delete it or choose another --name")
         return row
     model = gnnrl.create(args.model, weights=default_weights(args.model))

@@ -264,6 +264,7 @@ class ChannelPass:
         return self.finish()
 
     def visit(self, node: fx.Node, env: dict[fx.Node, Any]) -> Any:
+        """The id maps (or plain value) of one node, by its op entry's channel rule."""
         args = fx.node.map_arg(node.args, lambda n: env[n])
         kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
         if node.op == "placeholder":
@@ -290,6 +291,7 @@ class ChannelPass:
         return op.channels(self, Call(node, module, op, args, kwargs))
 
     def finish(self) -> tuple[Analysis, set[str]]:
+        """Units, pins, groups and per-layer slicing data from the unions and records of the walk."""
         roots = self.ids.roots()
         # A module called more than once would need the same slicing at every call: keep it whole.
         for target, count in self.calls.items():

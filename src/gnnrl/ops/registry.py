@@ -14,7 +14,7 @@ to teach gnnrl a layer it does not know (see the README).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -161,8 +161,3 @@ def load_optional() -> None:
     for register in list(_OPTIONAL):
         register()
 
-
-def targets_of(op: Op) -> Iterable[Any]:
-    """Every key registered to `op` (for docs and tests)."""
-    yield from (k for k, v in MODULE_OPS.items() if v is op)
-    yield from (k for k, v in FUNCTION_OPS.items() if v is op)
