@@ -327,12 +327,18 @@ class ChannelPass:
         pads = [PadChannels(n, _units(ids, unit_of_id), left, right, idx) for n, ids, left, right, idx in self.pads]
         macs = {n.name: int(n.meta.get("macs", 0)) for n in self.graph.module.graph.nodes}
         balance, infeasible = self.balances(unit_of_id, unit_group, pinned)
+        # which groups each layer reads and writes, once (not one isin per group and layer)
+        reads = [set(unit_group[m.in_units[m.in_units >= 0]].tolist()) for m in modules]
+        writes = [set(unit_group[m.out_units[m.out_units >= 0]].tolist()) for m in modules]
+        source_groups = np.zeros(len(self.sources), dtype=bool)
         groups = []
         for g in range(len(order)):
             units = np.flatnonzero(unit_group == g)
-            members = sorted({self.sources[s] for s in np.unique(id_source[np.isin(unit_of_id, units)])})
-            touching = [m for m in modules if np.isin(m.in_units, units).any() or np.isin(m.out_units, units).any()]
-            consumers = tuple(dict.fromkeys(m.target for m in touching if np.isin(m.in_units, units).any()))
+            source_groups[:] = False
+            source_groups[id_source[unit_group[unit_of_id] == g]] = True
+            members = sorted({self.sources[s] for s in np.flatnonzero(source_groups)})
+            touching = [m for m, r, w in zip(modules, reads, writes, strict=True) if g in r or g in w]
+            consumers = tuple(dict.fromkeys(m.target for m, r in zip(modules, reads, strict=True) if g in r))
             free = int((~pinned[units]).sum())
             # removable steps: units, or for balanced groups one unit of every block at a time
             steps = len(balance[g].units) // balance[g].num_blocks if g in balance else free

@@ -156,8 +156,9 @@ def apply_plan(graph: TracedModel, plan: PrunePlan) -> fx.GraphModule:
         if m.op.slice is None:
             raise PruneError(f"op {m.op.name!r} ({m.target}) records channels to cut but has no slice rule; "
                              "give register_op a `slice` and a `cost`")
-        m.op.slice(root.get_submodule(m.target), torch.from_numpy(kept(m.in_units, plan.keep)),
-                   torch.from_numpy(kept(m.out_units, plan.keep)))
+        in_k = torch.from_numpy(kept(m.in_units, plan.keep))
+        out_k = torch.from_numpy(kept(m.out_units, plan.keep)) if m.creates else in_k  # norms: in = out
+        m.op.slice(root.get_submodule(m.target), in_k, out_k)
     new_graph = fx.Graph()
     new_graph.output(new_graph.graph_copy(graph.module.graph, {}))
     if a.pads:  # shrink channel-pad widths to the number of pad channels kept
@@ -201,7 +202,8 @@ def cost_after(graph: TracedModel, ratios: Ratios | PrunePlan, importance: str |
     for m in a.modules:
         if m.op.cost is None:
             raise PruneError(f"op {m.op.name!r} ({m.target}) records channels to cut but has no cost rule")
-        mc, pc = m.op.cost(m.module, kept(m.in_units, plan.keep), kept(m.out_units, plan.keep), m.in_shape,
+        in_k = kept(m.in_units, plan.keep)
+        mc, pc = m.op.cost(m.module, in_k, kept(m.out_units, plan.keep) if m.creates else in_k, m.in_shape,
                            m.out_shape)
         macs += mc
         params += pc
