@@ -130,7 +130,8 @@ def main() -> None:
     lines = [f"## Engine speed ({args.model}, this tree vs {rev})", "",
              f"`python benchmarks/engine_speed.py --against {rev} --model {args.model} --rounds {args.rounds}`", "",
              "Median milliseconds per call, one thread, the two revisions in alternating processes "
-             f"({args.rounds} rounds each). Other jobs may share the machine: compare the ratios, not the times.", "", "| path | old | new | new/old |", "|---|---|---|---|"]
+             f"({args.rounds} rounds each). Other jobs may share the machine: compare the ratios, not the times.",
+             "", "| path | old | new | new/old |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['old']:.2f} | {v['new']:.2f} | {v['new/old']:.2f} |" for k, v in table.items()]
     write_section("Engine speed", "\n".join(lines) + "\n")
     print(json.dumps(result, indent=1))
