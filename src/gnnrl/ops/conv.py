@@ -33,8 +33,8 @@ def conv_channels(p: ChannelPass, call: Call) -> Any:
     if g == cin and g > 1:  # depthwise (with multiplier k): input channel i feeds outputs i·k … i·k+k−1
         p.union(np.repeat(in_ids, cout // cin), out_ids)
     elif g > 1:  # grouped: where a side's groups cannot keep equal counts, position k of every group goes at once
-        for ids, n in ((in_ids, cin), (out_ids, cout)):
-            if not p.balance(call, ids.reshape(g, -1), "in" if ids is in_ids else "out"):
+        for side, ids, n in (("in", in_ids, cin), ("out", out_ids, cout)):
+            if not p.balance(call, ids.reshape(g, -1), side):
                 p.union(np.repeat(ids[: n // g], g - 1), ids[n // g :].reshape(g - 1, -1).T.ravel())
     p.record(call, in_ids, out_ids)
     return out
