@@ -30,7 +30,7 @@ import torch
 from torch import fx, nn
 
 from .ops import Call, Op, load_optional, node_op
-from .ops.idmap import NO_CHANNEL, Ids, flat, tensors, vector
+from .ops.idmap import NO_CHANNEL, Ids, broadcast, flat, tensors, vector
 from .trace import TracedModel
 
 
@@ -204,11 +204,8 @@ class ChannelPass:
         """An id map of `shape` with new ids along `dim` (constant along the other dims), and the ids."""
         if len(shape) == 0:
             return Ids(torch.full((), NO_CHANNEL, dtype=torch.long)), np.empty(0, dtype=np.int64)
-        dim = dim % len(shape)
-        ids = self.new_ids(shape[dim], source)
-        view = [1] * len(shape)
-        view[dim] = shape[dim]
-        return Ids(torch.from_numpy(ids).view(view).expand(shape).contiguous()), ids
+        ids = self.new_ids(shape[dim % len(shape)], source)
+        return broadcast(ids, shape, dim), ids
 
     def opaque(self, where: Call | fx.Node, inputs: list[torch.Tensor], why: str) -> Any:
         """Pin every input channel; a same-shaped output keeps the input's (now pinned) ids, others get new ones."""

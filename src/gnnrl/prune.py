@@ -62,7 +62,7 @@ def unit_scores(graph: TracedModel, importance: str = "l1", seed: int = 0) -> np
         return np.random.default_rng(seed).random(a.num_units)
     per_id = np.zeros(len(a.unit_of_id))
     for m in a.modules:
-        mod = graph.module.get_submodule(m.target)
+        mod = m.module
         if importance in ("l1", "l2") and m.op.filters is not None:
             w = m.op.filters(mod)
             norm = w.abs().sum(1) if importance == "l1" else w.pow(2).sum(1).sqrt()
