@@ -86,9 +86,12 @@ def measure(model_name: str) -> dict[str, float]:
 def run_in(src: Path, model_name: str) -> dict[str, float]:
     """`measure` in a fresh process importing gnnrl from `src`."""
     env = {**os.environ, "PYTHONPATH": str(src)}
-    out = subprocess.run([sys.executable, __file__, "--measure", "--model", model_name], env=env, check=True,
-                         capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    done = subprocess.run([sys.executable, __file__, "--measure", "--model", model_name], env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:  # the child's own last line says why (e.g. an unknown model name)
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"engine_speed: measuring {src} failed: {last}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -106,8 +109,11 @@ def main() -> None:
         return
     from eval_speed import write_section
 
-    rev = subprocess.run(["git", "rev-parse", "--short", args.against], cwd=ROOT, check=True, capture_output=True,
-                         text=True).stdout.strip()
+    found = subprocess.run(["git", "rev-parse", "--short", "--verify", "--quiet", f"{args.against}^{{commit}}"],
+                           cwd=ROOT, capture_output=True, text=True)
+    if found.returncode != 0:
+        raise SystemExit(f"engine_speed: {args.against!r} is not a commit of this repository (try `git log --oneline`)")
+    rev = found.stdout.strip()
     with tempfile.TemporaryDirectory() as tmp:
         old_tree = Path(tmp) / "old"
         subprocess.run(["git", "worktree", "add", "--detach", str(old_tree), rev], cwd=ROOT, check=True,
