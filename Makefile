@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[vision,dev]'
+	$(BIN)/python -m pip install -q -e '.[vision,dev,distributed]'
 	touch $@
 
 # The main job: ResNet-20 on CIFAR-10 at 50% of the MACs, search → prune → fine-tune → export → report, with

@@ -21,7 +21,7 @@ from gnnrl.paths import default_weights
 from gnnrl.prune import unit_scores
 from gnnrl.search import make_env, search
 
-TIMINGS = {"seconds", "agent_s", "build_s", "recal_s", "eval_s"}
+TIMINGS = {"seconds", "agent_s", "build_s", "recal_s", "eval_s", "round_eval_s"}
 
 
 def r20() -> torch.nn.Module:

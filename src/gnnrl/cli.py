@@ -232,6 +232,25 @@ def _add_search_args(p: argparse.ArgumentParser, episodes: int | None = 180) -> 
     p.add_argument("--candidates", type=int, default=DDPGConfig().candidates,
                    help="noisy actions drawn per step, the critic's favourite taken (1: plain DDPG, the paper's)")
     p.add_argument("--seed", type=int, default=search.seed)
+    g = p.add_argument_group("parallel evaluation (Ray: pip install 'gnnrl[distributed]')")
+    g.add_argument("--workers", type=int, default=1,
+                   help="evaluate each round's policies on this many Ray workers (1: in this process, no Ray)")
+    g.add_argument("--ray-address", help="join this Ray cluster ('auto' or HOST:PORT) instead of starting a local one")
+    g.add_argument("--round-size", type=int,
+                   help="episodes proposed per round before their policies are evaluated together (default: "
+                   "--workers). The result depends on it, not on --workers")
+    g.add_argument("--cpus-per-worker", type=int, default=1, help="CPU cores (torch threads) per worker")
+    g.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (a Ray resource request)")
+
+
+def _parallel_from(args: argparse.Namespace) -> Any:
+    """The parallel-evaluation settings; Ray's presence is checked before any slow work."""
+    from .parallel import ParallelConfig
+
+    parallel = ParallelConfig(workers=args.workers, address=args.ray_address, cpus_per_worker=args.cpus_per_worker,
+                              gpus_per_worker=args.gpus_per_worker)
+    parallel.check()
+    return parallel
 
 
 def _add_finetune_args(p: argparse.ArgumentParser, flag: str = "--epochs", epochs_from_preset: bool = False) -> None:
@@ -277,12 +296,16 @@ def _search_config_from(args: argparse.Namespace, episodes: int) -> Any:
         raise GnnrlError(f"--candidates ({args.candidates}) must be at least 1")
     if args.warmup is not None and not 0 <= args.warmup < episodes:
         raise GnnrlError(f"--warmup ({args.warmup}) must be in [0, --episodes) = [0, {episodes})")
+    round_size = args.round_size if args.round_size is not None else args.workers
+    if round_size < 1:
+        raise GnnrlError(f"--round-size ({round_size}) must be at least 1")
     warmup = _warmup(args, episodes)
     env = EnvConfig(budget=args.budget, metric=args.metric, max_steps=args.max_steps, bn_recal=args.bn_recal,
                     latency_batch=args.latency_batch)
     agent = replace(DDPGConfig(), head=args.head, candidates=args.candidates)
     return SearchConfig(env=env, agent=agent, episodes=episodes, warmup=warmup,
-                        seed=args.seed, val_from=args.val_from, val_size=args.val_size, method=args.method)
+                        seed=args.seed, val_from=args.val_from, val_size=args.val_size, method=args.method,
+                        round_size=round_size)
 
 
 def _warmup(args: argparse.Namespace, episodes: int) -> int:
@@ -313,6 +336,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .search import search
 
     config = _search_config_from(args, args.episodes)
+    parallel = _parallel_from(args)
     prepare_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     _load_model(args)  # names and weights are checked before the (slow) data load
     use_all_cores()
@@ -321,7 +345,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not args.resume and config.method in LEARNING:  # a resumed run keeps its warm-up (checked)
         console.print(f"{config.episodes} episodes, the first {config.warmup} with random actions (--warmup)")
     result = search(model, data, config, out_dir=args.out, resume=args.resume, progress=not args.quiet,
-                    overwrite=args.overwrite)
+                    overwrite=args.overwrite, parallel=parallel)
     out.print(f"[bold]{model.gnnrl_spec.name}[/] ({config.method}) at {result.macs_ratio:.3f} of the MACs: best val "
               "top-1 "
               f"{result.val_top1:.2f} % (episode {result.episode}) vs uniform L1 {result.uniform_val_top1:.2f} % — "
@@ -404,6 +428,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     ft_epochs = args.epochs if args.epochs is not None else base.finetune.epochs
     config = replace(base, search=search_cfg, finetune=_finetune_config_from(args, ft_epochs),
                      latency_threads=args.latency_threads)
+    parallel = _parallel_from(args)
     prepare_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     _load_model(args)
     use_all_cores()
@@ -412,7 +437,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     model = _load_model(args, data.num_classes)
     log = None if args.json else (lambda msg: console.print(f"[bold cyan]{msg}[/]"))
     result = compress(model, data, args.out, config, resume=args.resume, overwrite=args.overwrite,
-                      progress=not quiet, log=log, policy=args.policy)
+                      progress=not quiet, log=log, policy=args.policy, parallel=parallel)
     if args.json:
         print(json.dumps(result.report, indent=2))
     else:

@@ -40,6 +40,7 @@ from .finetune import finetune, finetune_config
 from .groups import analyze
 from .identity import model_identity
 from .methods import LEARNING
+from .parallel import ParallelConfig
 from .policy import apply_policy, read_policy
 from .prune import PrunedModel
 from .report import write_report
@@ -147,10 +148,12 @@ class CompressResult:
 
 def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressConfig | None = None,
              resume: bool = False, overwrite: bool = False, progress: bool = True,
-             log: Any = None, policy: str | Path | None = None) -> CompressResult:
+             log: Any = None, policy: str | Path | None = None, parallel: ParallelConfig | None = None
+             ) -> CompressResult:
     """Search, prune, fine-tune, evaluate, export and report `model` into the run folder `out` (resumable).
 
     With `policy` (a policy.json from an earlier search of this model and weights) the search is skipped.
+    `parallel`: evaluate the search's episodes on Ray workers (see `gnnrl.search.search`).
     """
     config = config or CompressConfig()
     say = log or (lambda msg: None)
@@ -196,7 +199,7 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
         say(f"[1/6] search ({config.search.method}): {episodes} episode(s)" +
             (f", the first {config.search.warmup} with random actions" if config.search.method in LEARNING else ""))
         search(model, data, config.search, out_dir=sdir, resume=(sdir / "checkpoint.pt").is_file(),
-               progress=progress)
+               progress=progress, parallel=parallel)
     # 2. prune: replay the best policy exactly
     say("[2/6] prune: applying the best policy")
     pruned = apply_policy(model, policy_path)

@@ -125,6 +125,10 @@ class DNNGraphEnv(gym.Env):
         self.cache: dict[str, float] = {}
         self.timing: dict[str, float] = {}
         """seconds spent building, recalibrating and evaluating in the last `evaluate_removed` (0 if cached)"""
+        self.deferred: list[np.ndarray] | None = None
+        """while a list (see `defer_evaluation`): policies whose evaluation was asked for and postponed"""
+        self.device = torch.device("cpu")
+        """where the pruned networks are recalibrated and evaluated (a Ray worker given a GPU sets cuda)"""
         self.removed = np.zeros(len(self.group_ids), dtype=np.int64)
         self.t = 0
 
@@ -179,18 +183,30 @@ class DNNGraphEnv(gym.Env):
         """Cumulative fraction of each prunable group's channels removed so far: the episode's policy."""
         return {g: float(r / n) for g, r, n in zip(self.group_ids, self.removed, self.sizes, strict=True)}
 
+    def defer_evaluation(self, on: bool = True) -> list[np.ndarray]:
+        """Switch deferred evaluation on (or off): uncached evaluations then return NaN and are collected, so
+        that a round of episodes can be played first and its policies evaluated together (e.g. in parallel, see
+        `gnnrl.parallel`); returns the policies collected so far, which the caller evaluates into `cache`."""
+        collected = self.deferred or []
+        self.deferred = [] if on else None
+        return collected
+
     def evaluate_removed(self, removed: np.ndarray) -> float:
-        """Validation top-1 (fraction) of the network with `removed` channels per group (cached)."""
-        key = hashlib.sha1(removed.astype(np.int64).tobytes()).hexdigest()
+        """Validation top-1 (fraction) of the network with `removed` channels per group (cached; NaN while
+        deferred and not cached)."""
+        key = removed_key(removed)
         self.timing = {"build_s": 0.0, "recal_s": 0.0, "eval_s": 0.0}
+        if key not in self.cache and self.deferred is not None:
+            self.deferred.append(np.asarray(removed, dtype=np.int64).copy())
+            return float("nan")
         if key not in self.cache:
             t0 = time.perf_counter()
-            module = apply_plan(self.graph, self.plan_for(removed))
+            module = apply_plan(self.graph, self.plan_for(removed)).to(self.device)
             t1 = time.perf_counter()
             if self.recal_images is not None:
-                recalibrate_bn(module, self.recal_images)
+                recalibrate_bn(module, self.recal_images.to(self.device))
             t2 = time.perf_counter()
-            result = evaluate(module, self.val, batch_size=self.config.eval_batch)
+            result = evaluate(module, self.val, batch_size=self.config.eval_batch, device=self.device)
             self.cache[key] = result.top1 / 100.0
             # kept per episode so that a search can compare its wall time with its own evaluation floor
             self.timing = {"build_s": t1 - t0, "recal_s": t2 - t1, "eval_s": time.perf_counter() - t2}
@@ -241,6 +257,11 @@ class DNNGraphEnv(gym.Env):
         if accuracy is not None:
             info["accuracy"] = accuracy
         return info
+
+
+def removed_key(removed: np.ndarray) -> str:
+    """The evaluation cache's key of a policy (channels removed per group)."""
+    return hashlib.sha1(np.asarray(removed).astype(np.int64).tobytes()).hexdigest()
 
 
 def uniform_removed(env: DNNGraphEnv) -> np.ndarray:

@@ -23,18 +23,19 @@ from torch import nn
 from .agent import DDPGConfig
 from .checkpoint import load_for_resume
 from .data import Cifar, Split
-from .env import DNNGraphEnv, EnvConfig, uniform_removed
+from .env import DNNGraphEnv, EnvConfig, removed_key, uniform_removed
 from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
 from .files import atomic_write, torch_save, write_json, write_text
 from .identity import model_identity, tensor_fingerprint
 from .latency import LatencyModel, fit_latency_model, measured_ratio
-from .methods import LEARNING, METHODS, ONE_SHOT, make_method
+from .methods import LEARNING, METHODS, ONE_SHOT, Method, Rollout, make_method
+from .parallel import Evaluation, Evaluator, ParallelConfig, make_evaluator
 from .progress import progress_bar
 from .prune import cost_after, original_cost
 from .trace import TracedModel, trace
 
-LEGACY: dict[str, Any] = {"method": "gnnrl", "agent": {"candidates": 1, "pretrain_updates": 0}}
+LEGACY: dict[str, Any] = {"method": "gnnrl", "round_size": 1, "agent": {"candidates": 1, "pretrain_updates": 0}}
 """What settings added later did before they existed: a checkpoint that lacks one resumes only with this value."""
 
 
@@ -56,6 +57,9 @@ class SearchConfig:
     """moving reward baseline: b ← decay·b + (1 − decay)·reward"""
     method: str = "gnnrl"
     """gnnrl, random, uniform, uniform-internal, l1-global or amc (see gnnrl.methods)"""
+    round_size: int = 1
+    """episodes proposed before their policies are evaluated (together, e.g. on parallel workers) and learnt
+    from; 1 is the paper's loop. The result depends on it, never on how many workers evaluate a round."""
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> SearchConfig:
@@ -86,6 +90,10 @@ class EpisodeRecord:
     """the critic's predicted reward (learning methods): compare with `reward` to see if the critic learns"""
     critic_loss: float | None = None
     actor_loss: float | None = None
+    round_eval_s: float | None = None
+    """wall time of evaluating the episode's round (all its policies, on however many workers)"""
+    worker: str | None = None
+    """who evaluated the policy ('local', or a Ray actor's host:pid); None when it was already cached"""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON line (losses under 'agent/…'; fields that do not apply left out)."""
@@ -180,6 +188,8 @@ def check_config(config: SearchConfig) -> None:
     """Refuse settings that cannot run, before any work."""
     if config.method not in METHODS:
         raise GnnrlError(f"unknown search method {config.method!r}; choose one of {', '.join(METHODS)}")
+    if config.round_size < 1:
+        raise GnnrlError(f"round size ({config.round_size}) must be at least 1")
     if config.method in LEARNING and config.warmup >= config.episodes:
         raise GnnrlError(f"warm-up ({config.warmup}) must be shorter than the search ({config.episodes} episodes)")
 
@@ -194,11 +204,13 @@ def search(
     on_episode_end: Callable[[dict[str, Any]], bool | None] | None = None,
     overwrite: bool = False,
     latency: LatencyModel | None = None,
+    parallel: ParallelConfig | None = None,
 ) -> SearchResult:
     """Run the search (`config.method`); with `out_dir`, write policy.json, history.jsonl, rewards.png, checkpoints.
 
     `latency` (metric 'latency'): a latency model fitted beforehand (e.g. on the deployment device); by default one
-    is fitted on this machine before the first episode.
+    is fitted on this machine before the first episode. `parallel`: evaluate each round's policies on Ray workers
+    (`gnnrl[distributed]`); the result is the same as in this process.
     """
     check_config(config)
     out = Path(out_dir) if out_dir is not None else None
@@ -224,41 +236,11 @@ def search(
         state = SearchState(**saved["state"])
     if out:
         out.mkdir(parents=True, exist_ok=True)
-
-    u_removed = uniform_removed(env)
-    uniform = env.evaluate_removed(u_removed)
-    state.uniform_macs_ratio = cost_after(env.graph, env.plan_for(u_removed)).macs / original_cost(env.graph).macs
-    episodes = episodes_to_run(config)
-    bar = progress_bar(progress, counts=True)
-    task = bar.add_task(config.method, total=episodes, completed=state.episode, info="")
-    with bar:
-        for ep in range(state.episode, episodes):
-            t0 = time.perf_counter()
-            obs, _ = env.reset(seed=config.seed + ep)
-            roll = method.rollout(env, obs, ep, rng)
-            timing = dict(env.timing)
-            t_agent = time.perf_counter()
-            losses = method.learn(roll, ep, rng)
-            info = roll.info
-            record = state.add(EpisodeRecord(
-                episode=ep + 1, phase=roll.phase, reward=roll.reward, val_top1=100 * info["accuracy"],
-                macs_ratio=info["macs_ratio"], params_ratio=info["params_ratio"], steps=len(roll.steps) or 1,
-                sigma=roll.sigma, removed=[int(r) for r in info["removed"]], **timing,
-                agent_s=time.perf_counter() - t_agent, seconds=time.perf_counter() - t0,
-                latency_ratio=info.get("latency_ratio"), q_predicted=roll.q_predicted,
-                critic_loss=losses.get("agent/critic_loss"), actor_loss=losses.get("agent/actor_loss")))
-            assert state.best is not None
-            bar.update(task, advance=1, info=f"best val {state.best['val_top1']:.2f} % "
-                       f"(uniform {100 * uniform:.2f} %) · last {record['val_top1']:.2f} %")
-            if out:
-                last = state.episode == episodes
-                _write_outputs(out, env, config, state, uniform, identity, plot=last or state.episode % 10 == 0)
-                torch_save({"config": _jsonable(config), "identity": identity,
-                            "method": method.state_dict(), "rng": rng.bit_generator.state,
-                            "torch_rng": torch.get_rng_state(), "cache": dict(env.cache),
-                            "latency": env.latency.to_dict() if env.latency else None, "state": asdict(state)}, ckpt)
-            if on_episode_end is not None and on_episode_end(record):
-                break
+    evaluator = make_evaluator(env, model, parallel)
+    try:
+        uniform = _run(env, method, evaluator, config, state, rng, identity, out, progress, on_episode_end)
+    finally:
+        evaluator.close()
     if env.latency is not None and state.best is not None:  # the prediction, checked against a measurement
         best_plan = env.plan_for(np.array(state.best["removed"]))
         state.measured_latency_ratio = measured_ratio(env.graph, best_plan, env.config.latency_batch)
@@ -267,6 +249,84 @@ def search(
     if out and state.history:
         plot_rewards(state.history, out / "rewards.png", _warmup_of(config), 100 * uniform)
     return _result(env, state, uniform)
+
+
+def _run(env: DNNGraphEnv, method: Method, evaluator: Evaluator, config: SearchConfig, state: SearchState,
+         rng: np.random.Generator, identity: dict[str, Any], out: Path | None, progress: bool,
+         on_episode_end: Callable[[dict[str, Any]], bool | None] | None) -> float:
+    """The episodes, a round at a time: propose the round's policies, evaluate them together, learn from each in
+    order, checkpoint. Returns the uniform baseline's accuracy."""
+    u_removed = uniform_removed(env)
+    _evaluate_into_cache(env, evaluator, [u_removed])
+    uniform = env.cache[removed_key(u_removed)]
+    state.uniform_macs_ratio = cost_after(env.graph, env.plan_for(u_removed)).macs / original_cost(env.graph).macs
+    episodes = episodes_to_run(config)
+    bar = progress_bar(progress, counts=True)
+    task = bar.add_task(config.method, total=episodes, completed=state.episode, info="")
+    stop = False
+    with bar:
+        while state.episode < episodes and not stop:
+            played = []
+            env.defer_evaluation(True)
+            for ep in range(state.episode, min(state.episode + config.round_size, episodes)):
+                t0 = time.perf_counter()
+                obs, _ = env.reset(seed=config.seed + ep)
+                played.append((ep, method.rollout(env, obs, ep, rng), time.perf_counter() - t0))
+            t_eval = time.perf_counter()
+            fresh = _evaluate_into_cache(env, evaluator, env.defer_evaluation(False))
+            round_eval_s = time.perf_counter() - t_eval
+            for ep, roll, play_s in played:
+                key = removed_key(roll.info["removed"])
+                _complete(roll, env.cache[key])
+                evaluation = fresh.pop(key, None)  # the first episode of a policy pays for its evaluation
+                timing = {k: getattr(evaluation, k, 0.0) for k in ("build_s", "recal_s", "eval_s")}
+                t_agent = time.perf_counter()
+                losses = method.learn(roll, ep, rng)
+                info = roll.info
+                agent_s = time.perf_counter() - t_agent
+                record = state.add(EpisodeRecord(
+                    episode=ep + 1, phase=roll.phase, reward=roll.reward, val_top1=100 * info["accuracy"],
+                    macs_ratio=info["macs_ratio"], params_ratio=info["params_ratio"], steps=len(roll.steps) or 1,
+                    sigma=roll.sigma, removed=[int(r) for r in info["removed"]], **timing, agent_s=agent_s,
+                    seconds=play_s + agent_s + round_eval_s / len(played), latency_ratio=info.get("latency_ratio"),
+                    q_predicted=roll.q_predicted, critic_loss=losses.get("agent/critic_loss"),
+                    actor_loss=losses.get("agent/actor_loss"), round_eval_s=round_eval_s,
+                    worker=evaluation.worker if evaluation is not None else None))
+                assert state.best is not None
+                bar.update(task, advance=1, info=f"best val {state.best['val_top1']:.2f} % "
+                           f"(uniform {100 * uniform:.2f} %) · last {record['val_top1']:.2f} %")
+                # a stop asked for mid-round takes effect at the round's end: checkpoints hold whole rounds only
+                stop = bool(on_episode_end is not None and on_episode_end(record)) or stop
+            if out:
+                last = state.episode == episodes
+                _write_outputs(out, env, config, state, uniform, identity,
+                               plot=last or state.episode % 10 < len(played))
+                torch_save({"config": _jsonable(config), "identity": identity,
+                            "method": method.state_dict(), "rng": rng.bit_generator.state,
+                            "torch_rng": torch.get_rng_state(), "cache": dict(env.cache),
+                            "latency": env.latency.to_dict() if env.latency else None, "state": asdict(state)},
+                           out / "checkpoint.pt")
+    return uniform
+
+
+def _evaluate_into_cache(env: DNNGraphEnv, evaluator: Evaluator, policies: list[np.ndarray]
+                         ) -> dict[str, Evaluation]:
+    """Evaluate the policies not yet in the env's cache (each once), store their accuracies there; by cache key."""
+    todo: dict[str, np.ndarray] = {}
+    for removed in policies:
+        key = removed_key(removed)
+        if key not in env.cache:
+            todo.setdefault(key, removed)
+    results = evaluator.evaluate(list(todo.values())) if todo else []
+    for key, evaluation in zip(todo, results, strict=True):
+        env.cache[key] = evaluation.accuracy
+    return dict(zip(todo, results, strict=True))
+
+
+def _complete(roll: Rollout, accuracy: float) -> None:
+    """Give a rollout played with deferred evaluation its accuracy and reward (−error, eq. 8)."""
+    roll.info["accuracy"] = accuracy
+    roll.reward = -(1.0 - accuracy)
 
 
 def _upgrade(saved: dict[str, Any]) -> dict[str, Any]:
