@@ -122,7 +122,7 @@ def test_a_worker_that_keeps_dying_fails_the_run_and_keeps_what_was_written(
         if record["episode"] == 3:  # from the second round on, every evaluation kills its worker
             trigger.touch()
 
-    with pytest.raises(GnnrlError, match=r"worker died twice.*--resume"):
+    with pytest.raises(GnnrlError, match=r"died twice on the same policy.*--resume"):
         run(cifar, out, parallel=ParallelConfig(workers=2), on_episode_end=after)
     assert len((out / "history.jsonl").read_text().splitlines()) == 3  # the first round is kept
     assert json.loads((out / "policy.json").read_text())["episodes_run"] == 3

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from gnnrl import create, evaluate
-from gnnrl.data import Cifar
+from gnnrl.data import Cifar, random_crop_flip
 from gnnrl.errors import GnnrlError
-from gnnrl.train import TrainConfig, random_crop_flip, train
+from gnnrl.train import TrainConfig, train
 
 
 def test_random_crop_flip_is_a_window_of_the_padded_image() -> None:

@@ -25,8 +25,11 @@ out = Console()
 
 def _add_data_args(p: argparse.ArgumentParser, val_from: str = "test") -> None:
     p.add_argument("--data", help="CIFAR source: PNG tarball, ImageFolder tree or python batches folder "
-                   "(default: $GNNRL_DATA, else ../shared/data)")
-    p.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"))
+                   "(default: $GNNRL_DATA, else ../shared/data); or an ImageNet-style folder (train/<class>/, "
+                   "val/<class>/, images of any size), which is streamed")
+    p.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100", "imagefolder"),
+                   help="imagefolder: stream --data's images (resize 256 / crop 224), never loading them whole; "
+                   "chosen by itself for a folder with train/ and val/")
     p.add_argument("--val-from", default=val_from, choices=("test", "train"),
                    help=f"carve the 5k validation split out of test (paper protocol) or train (default: {val_from})")
 
@@ -52,7 +55,7 @@ def _resolve_weights(name: str, given: str | None, dataset: str) -> Path | None:
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate one or more models on a split and print accuracy, MACs and params."""
     from .cost import count_flops
-    from .data import load_cifar
+    from .data import load_dataset
     from .evaluate import evaluate, use_all_cores
     from .models import canonical_name, create
 
@@ -64,12 +67,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     names = [canonical_name(n) for n in args.model]
     paths = [_resolve_weights(n, args.weights[i] if args.weights else None, args.dataset) for i, n in enumerate(names)]
     use_all_cores()
-    data = load_cifar(args.data, args.dataset, progress=not args.quiet)
+    data = load_dataset(args.data, args.dataset, progress=not args.quiet)
     split = data.split(args.split, val_from=args.val_from)
     rows = []
     for name, weights in zip(names, paths, strict=True):
         model = create(name, num_classes=data.num_classes, weights=weights, allow_pickle=args.allow_pickle)
-        cost = count_flops(model, (1, *split.images.shape[1:]))
+        cost = count_flops(model, (1, *split.image_shape))
         result = evaluate(model, split, batch_size=args.batch_size)
         rows.append({
             "model": name, "weights": str(weights) if weights else None, "dataset": data.name,
@@ -94,14 +97,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a zoo model from scratch on CIFAR (SGD + cosine, crop + flip)."""
     import torch
 
-    from .data import load_cifar
+    from .data import load_dataset
     from .evaluate import use_all_cores
     from .models import create
     from .train import TrainConfig, train
 
     prepare_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     use_all_cores()
-    data = load_cifar(args.data, args.dataset, progress=not args.quiet)
+    data = load_dataset(args.data, args.dataset, progress=not args.quiet)
     torch.manual_seed(args.seed)  # the initialisation is part of what the seed reproduces
     model = create(args.model, num_classes=data.num_classes)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
@@ -277,7 +280,8 @@ def _finetune_config_from(args: argparse.Namespace, epochs: int) -> Any:
     config = finetune_config(epochs=epochs, kd=args.kd, lr=args.lr, batch_size=args.batch_size,
                            weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                            kd_weight=args.kd_weight, kd_temperature=args.kd_temperature,
-                           seed=getattr(args, "seed", 0), subset=getattr(args, "subset", None))
+                           seed=getattr(args, "seed", 0), subset=getattr(args, "subset", None),
+                           val_size=getattr(args, "val_size", 5000))
     check_config(config)  # before the run folder is made and the data loaded
     return config
 
@@ -320,6 +324,17 @@ def _check_budget(budget: float) -> None:
         raise GnnrlError(f"--budget {budget} must be a fraction in (0, 1), e.g. 0.5 keeps half of the MACs")
 
 
+def _classes_hint(args: argparse.Namespace) -> int:
+    """The class count of the data named by --data/--dataset, known without loading it (to check weights early)."""
+    from .folder import is_image_folder
+
+    root = Path(args.data) if args.data else None
+    if root is not None and root.is_dir() and is_image_folder(root) and (
+            args.dataset == "imagefolder" or not (root / "test").exists()):
+        return sum(1 for d in (root / "train").iterdir() if d.is_dir())
+    return 100 if args.dataset == "cifar100" else 10
+
+
 def _load_model(args: argparse.Namespace, num_classes: int = 10) -> Any:
     from .models import canonical_name, create
 
@@ -330,7 +345,7 @@ def _load_model(args: argparse.Namespace, num_classes: int = 10) -> Any:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Search a per-group pruning policy under a budget with the GNN-RL agent."""
-    from .data import load_cifar
+    from .data import load_dataset
     from .evaluate import use_all_cores
     from .methods import LEARNING
     from .search import search
@@ -338,9 +353,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     config = _search_config_from(args, args.episodes)
     parallel = _parallel_from(args)
     prepare_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
-    _load_model(args)  # names and weights are checked before the (slow) data load
+    _load_model(args, _classes_hint(args))  # names and weights are checked before the (slow) data load
     use_all_cores()
-    data = load_cifar(args.data, args.dataset, progress=not args.quiet)
+    data = load_dataset(args.data, args.dataset, progress=not args.quiet)
     model = _load_model(args, data.num_classes)
     if not args.resume and config.method in LEARNING:  # a resumed run keeps its warm-up (checked)
         console.print(f"{config.episodes} episodes, the first {config.warmup} with random actions (--warmup)")
@@ -393,7 +408,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     """Fine-tune a pruned model; under torchrun, one process per rank (DDP)."""
-    from .data import load_cifar
+    from .data import load_dataset
     from .evaluate import use_all_cores
     from .finetune import finetune, teacher_for
     from .saving import load
@@ -405,7 +420,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     student = load(args.pruned)
     teacher = teacher_for(student, args.teacher_weights, args.allow_pickle) if args.kd else None
     use_all_cores()
-    data = load_cifar(args.data, args.dataset, progress=not args.quiet and rank0)
+    data = load_dataset(args.data, args.dataset, progress=not args.quiet and rank0)
     result = finetune(student, data, config, teacher=teacher, out_dir=args.out, resume=args.resume,
                       progress=not args.quiet, overwrite=args.overwrite)
     if rank0:
@@ -419,7 +434,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from .compress import CompressConfig, compress, quick_config
-    from .data import load_cifar
+    from .data import load_dataset
     from .evaluate import use_all_cores
 
     base = quick_config() if args.quick else CompressConfig()
@@ -427,13 +442,15 @@ def cmd_compress(args: argparse.Namespace) -> int:
     search_cfg = _search_config_from(args, episodes)
     ft_epochs = args.epochs if args.epochs is not None else base.finetune.epochs
     config = replace(base, search=search_cfg, finetune=_finetune_config_from(args, ft_epochs),
-                     latency_threads=args.latency_threads)
+                     latency_threads=args.latency_threads, latency_batches=tuple(args.latency_batch_sizes))
+    if min(config.latency_batches) < 1:
+        raise GnnrlError("--latency-batch-sizes must be positive")
     parallel = _parallel_from(args)
     prepare_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
-    _load_model(args)
+    _load_model(args, _classes_hint(args))
     use_all_cores()
     quiet = args.quiet or args.json
-    data = load_cifar(args.data, args.dataset, progress=not quiet)
+    data = load_dataset(args.data, args.dataset, progress=not quiet)
     model = _load_model(args, data.num_classes)
     log = None if args.json else (lambda msg: console.print(f"[bold cyan]{msg}[/]"))
     result = compress(model, data, args.out, config, resume=args.resume, overwrite=args.overwrite,
@@ -562,6 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a short search (24 episodes) and a 2-epoch fine-tune: "
                    "the demo, minutes on 2 cores")
     p.add_argument("--latency-threads", type=int, default=1, help="threads for the latency comparison")
+    p.add_argument("--latency-batch-sizes", type=int, nargs="+", default=[1, 256], metavar="B",
+                   help="batch sizes the original and pruned networks are timed at (default: 1 256; use smaller "
+                   "ones for 224-pixel images on a CPU)")
     p.add_argument("--out", required=True, help="run folder (see `gnnrl compress --help` and the README)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from the stage it reached")
     p.add_argument("--overwrite", action="store_true", help="delete what --out holds and start over")

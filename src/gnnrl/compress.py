@@ -80,7 +80,8 @@ def _identity(model: nn.Module, data: Cifar, config: CompressConfig) -> dict[str
 def _check_identity(saved: dict[str, Any], now: dict[str, Any], path: Path) -> None:
     """Refuse to resume a run made with another model, weights, data or settings; name what differs."""
     diff = differences({k: v for k, v in saved.items() if k != "data_source"},
-                       {k: v for k, v in now.items() if k != "data_source"}, defaults={"config": {"search": LEGACY}})
+                       {k: v for k, v in now.items() if k != "data_source"},
+                       defaults={"config": {"search": LEGACY, "finetune": {"val_size": 5000}}})
     if diff:
         raise GnnrlError(f"{path} was made with other inputs or settings ({diff}); resume with the same ones, "
                          "or start a new --out")
@@ -165,7 +166,7 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
     if given is not None:
         apply_policy(model, given)  # refuses a policy of another model or other weights, before anything is written
     else:
-        check_reachable(model, config.search.env, tuple(data.test_images.shape[1:]))
+        check_reachable(model, config.search.env, tuple(data.image_shape))
     out = prepare_run_dir(out, resume=resume, overwrite=overwrite)
     if overwrite and not resume and any(out.iterdir()):
         if not (out / "run.json").is_file():  # never empty a folder that is not ours (think `--out ~ --overwrite`)
@@ -208,7 +209,7 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
     if not (out / "layers.json").is_file():
         from .trace import trace
 
-        graph = trace(model.eval(), torch.zeros(1, *data.test_images.shape[1:]))
+        graph = trace(model.eval(), torch.zeros(1, *data.image_shape))
         write_json(out / "layers.json", _mark_coupled(layer_widths(pruned, graph.module), graph))
     # 3. fine-tune (its own checkpoint resumes it epoch by epoch)
     fdir = out / "finetune"
@@ -223,7 +224,8 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
     # 4. evaluate: original, pruned before fine-tuning (BN re-estimated as in the search), after
     if not (out / "eval.json").is_file():
         say("[4/6] evaluate on val, test_rest and test")
-        splits = {s: data.split(s, val_from=config.search.val_from) for s in ("val", "test_rest")}
+        splits = {s: data.split(s, val_from=config.search.val_from, val_size=config.search.val_size)
+                  for s in ("val", "test_rest")}
         if config.eval_size:
             splits = {k: v.balanced_subset(config.eval_size) for k, v in splits.items()}
         before = load(out / "pruned.safetensors")
@@ -240,7 +242,7 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
     # 5. export and latency
     if not (out / "deploy.json").is_file():
         say("[5/6] export to ONNX, measure latency and memory")
-        example = torch.zeros(1, *data.test_images.shape[1:])
+        example = torch.zeros(1, *data.image_shape)
         onnx = export_onnx(final, out / "model.onnx", example)
         export_onnx(model, out / "original.onnx", example)
         rows = compare_latency({"original": model, "pruned": final},

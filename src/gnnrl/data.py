@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ import torch
 from .errors import DataError
 from .paths import cache_dir, default_data_root
 from .progress import progress_bar
+
+if TYPE_CHECKING:
+    from .folder import FolderDataset
 
 # The shared CIFAR weights were trained with ImageNet statistics; we keep them for every CIFAR model so
 # that one normalisation serves evaluation, search and training alike.
@@ -67,10 +70,38 @@ class Split:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """C×H×W of the images."""
+        return tuple(self.images.shape[1:])
+
+    def fingerprint(self) -> str:
+        """Identifies the split's images and labels (SHA-256 over their bytes)."""
+        from .identity import tensor_fingerprint
+
+        return tensor_fingerprint(self.images, self.labels)
+
     @cached_property
     def normalized(self) -> torch.Tensor:
         """All images as normalised float32 (N×3×H×W), computed once and kept for repeated evaluation."""
         return normalize(self.images, self.mean, self.std)
+
+    def batches(self, batch_size: int, device: torch.device | str = "cpu"
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(normalised images, labels) in order: slices of `normalized`, moved to `device` once."""
+        x, y = self.normalized.to(device), self.labels.to(device)
+        for i in range(0, len(self), batch_size):
+            yield x[i : i + batch_size], y[i : i + batch_size]
+
+    def train_batches(self, batch_size: int, gen: torch.Generator, device: torch.device | str = "cpu"
+                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of augmented (normalised images, labels) in an order drawn from `gen`: CIFAR's pad-4 random
+        crop and horizontal flip, on `device`."""
+        images, labels = self.images.to(device), self.labels.to(device)
+        order = torch.randperm(len(labels), generator=gen).to(device)
+        for i in range(0, len(labels), batch_size):
+            idx = order[i : i + batch_size]
+            yield normalize(random_crop_flip(images[idx], gen), self.mean, self.std), labels[idx]
 
     def subset(self, n: int) -> Split:
         """The first `n` images (canonical order is class-sorted, so use `balanced_subset` for a mix)."""
@@ -80,6 +111,21 @@ class Split:
         """`n` images drawn class-balanced with a fixed seed."""
         idx = torch.from_numpy(balanced_sample(self.labels.numpy(), n, seed))
         return Split(self.name, self.images[idx], self.labels[idx], self.classes, self.mean, self.std)
+
+
+def random_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Standard CIFAR augmentation on a uint8 batch B×C×H×W: zero-pad by `pad`, random crop back, random h-flip."""
+    b, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (b, 1), generator=gen, device=gen.device).to(x.device)
+    ox = torch.randint(0, 2 * pad + 1, (b, 1), generator=gen, device=gen.device).to(x.device)
+    rows = oy + torch.arange(h, device=x.device)
+    cols = ox + torch.arange(w, device=x.device)
+    flip = (torch.rand(b, 1, generator=gen, device=gen.device) < 0.5).to(x.device)
+    cols = torch.where(flip, cols.flip(1), cols)
+    bi = torch.arange(b, device=x.device)[:, None, None, None]
+    ci = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def normalize(images: torch.Tensor, mean: Iterable[float] = MEAN, std: Iterable[float] = STD) -> torch.Tensor:
@@ -106,6 +152,11 @@ class Cifar:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """C×H×W of the images."""
+        return tuple(self.test_images.shape[1:])
 
     def split(self, name: str, val_from: str = "test", val_size: int = 5000, seed: int = 0) -> Split:
         """One of `SPLITS`; `val_from` says whether `val` is carved out of test (paper) or train."""
@@ -190,6 +241,20 @@ def load_cifar(
     if cache_file is not None:
         _write_cache(cache_file, arrays)
     return _from_arrays(dataset, arrays, path, kind, False)
+
+
+def load_dataset(root: str | Path | None = None, dataset: str = "cifar10", *, progress: bool = True
+                 ) -> Cifar | FolderDataset:
+    """CIFAR (decoded into memory, see `load_cifar`) or, for dataset 'imagefolder' or a folder with the ImageNet
+    layout (train/ and val/), a streamed ImageFolder (`gnnrl.folder`)."""
+    from .folder import is_image_folder, load_image_folder
+
+    if dataset == "imagefolder" or (root is not None and Path(root).is_dir() and not (Path(root) / "test").exists()
+                                    and is_image_folder(root)):
+        if root is None:
+            raise DataError("--dataset imagefolder needs --data ROOT (a folder with train/<class>/ and val/<class>/)")
+        return load_image_folder(root)
+    return load_cifar(root, dataset, progress=progress)
 
 
 def find_source(root: str | Path | None, dataset: str) -> tuple[str, Path]:

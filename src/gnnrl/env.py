@@ -100,7 +100,7 @@ class DNNGraphEnv(gym.Env):
         self.config = config
         self.val = val
         self.recal_images = recal.normalized[: config.bn_recal] if recal is not None and config.bn_recal else None
-        example = torch.zeros(1, *val.images.shape[1:])
+        example = torch.zeros(1, *val.image_shape)
         self.graph = model if isinstance(model, TracedModel) else trace(model, example)
         self.analysis = analyze(self.graph)
         self.hierarchy: Hierarchy = build_hierarchy(self.graph, config.levels)

@@ -7,6 +7,7 @@ import operator
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,9 @@ from torch.fx.experimental.optimization import fuse
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .data import Split
+
+if TYPE_CHECKING:
+    from .folder import FolderSplit
 
 # Measured on the 2-core CPU machines (benchmarks/eval_speed.py, docs/benchmarks.md): with folded BN and
 # channels-last, batches of 32–128 are within this machine's noise of each other, batch 512 is ~2× slower
@@ -110,7 +114,7 @@ def _run_in_place(gm: torch.fx.GraphModule, example: torch.Tensor) -> None:
 
 def evaluate(
     model: nn.Module,
-    split: Split,
+    split: Split | FolderSplit,
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: torch.device | str | None = None,
     fast: bool = True,
@@ -122,18 +126,14 @@ def evaluate(
     device = torch.device(device) if device is not None else next(
         (p.device for p in model.parameters()), torch.device("cpu"))
     start = time.perf_counter()
-    inputs = split.normalized.to(device)
-    labels = split.labels.to(device)
     was_training = model.training
-    runner = inference_copy(model, inputs[:1]) if fast else model.eval()
-    if fast:
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    runner = inference_copy(model, torch.zeros(1, *split.image_shape, device=device)) if fast else model.eval()
     correct = 0
     try:
         with torch.inference_mode():
-            for i in range(0, len(split), batch_size):
-                logits = runner(inputs[i : i + batch_size])
-                correct += int((logits.argmax(1) == labels[i : i + batch_size]).sum())
+            for x, y in split.batches(batch_size, device):
+                logits = runner(x.contiguous(memory_format=torch.channels_last) if fast else x)
+                correct += int((logits.argmax(1) == y).sum())
     finally:
         model.train(was_training)
     return EvalResult(correct=correct, total=len(split), seconds=time.perf_counter() - start)

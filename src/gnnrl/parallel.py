@@ -59,6 +59,8 @@ class ParallelConfig:
             raise GnnrlError("--workers and --cpus-per-worker must be at least 1, --gpus-per-worker at least 0")
         if self.uses_ray:
             import_ray()
+        if self.address is not None:
+            check_reachable(self.address)
 
 
 @dataclass(frozen=True)
@@ -210,11 +212,9 @@ class RayEvaluator:
             val = Split(val.name, val.images, val.labels, val.classes, val.mean, val.std)
         self.shared = [ray.put(x) for x in (model, val, env.recal_images)]  # kept alive for restarts
         latency = env.latency.to_dict() if env.latency is not None else None
-        # An actor that dies is restarted once and its unfinished call retried there; a second death fails the run.
-        worker = ray.remote(num_cpus=parallel.cpus_per_worker, num_gpus=parallel.gpus_per_worker, max_restarts=1,
-                            max_task_retries=1)(EvalWorker)
-        actors = [worker.remote(self.shared, env.config, latency, parallel.cpus_per_worker, fault)
-                  for _ in range(parallel.workers)]
+        worker = ray.remote(num_cpus=parallel.cpus_per_worker, num_gpus=parallel.gpus_per_worker)(EvalWorker)
+        self.new_actor = lambda: worker.remote(self.shared, env.config, latency, parallel.cpus_per_worker, fault)
+        actors = [self.new_actor() for _ in range(parallel.workers)]
         expected = env_signature(env)
         for sig in self._get([a.signature.remote() for a in actors], "starting the evaluation workers"):
             if sig != expected:
@@ -227,7 +227,7 @@ class RayEvaluator:
         try:
             return self.ray.get(refs)
         except self.ray.exceptions.RayActorError as e:
-            raise GnnrlError(f"an evaluation worker died twice while {doing}; every finished round is in the "
+            raise GnnrlError(f"an evaluation worker died while {doing}; every finished round is in the "
                              "checkpoint: rerun with --resume") from e
         except self.ray.exceptions.RayTaskError as e:
             cause = e.as_instanceof_cause()
@@ -247,10 +247,26 @@ class RayEvaluator:
 
         for actor in self.actors[: len(policies)]:
             submit(actor)
+        retried: set[int] = set()
         while running:
             done, _ = self.ray.wait(list(running), num_returns=1)
             i, actor = running.pop(done[0])
-            results[i] = self._get(done, "evaluating a round")[0]
+            try:
+                results[i] = self.ray.get(done[0])
+            except self.ray.exceptions.RayActorError:
+                # a dead worker is replaced and its policy evaluated again, once; a second death fails the run
+                if i in retried:
+                    raise GnnrlError("evaluation workers died twice on the same policy (out of memory? see Ray's "
+                                     "logs under /tmp/ray); every finished round is in the checkpoint: rerun with "
+                                     "--resume") from None
+                retried.add(i)
+                fresh = self.new_actor()
+                self.actors[self.actors.index(actor)] = fresh
+                queue.append((i, policies[i]))
+                submit(fresh)
+                continue
+            except self.ray.exceptions.RayTaskError:
+                self._get(done, "evaluating a round")  # raises, in one line when it is gnnrl's own error
             if queue:
                 submit(actor)
         return [r for r in results if r is not None]
@@ -272,7 +288,6 @@ def _init_ray(ray: Any, parallel: ParallelConfig) -> None:
         ray.init(num_cpus=parallel.workers * parallel.cpus_per_worker, include_dashboard=False,
                  log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
         return
-    check_reachable(parallel.address)
     try:
         ray.init(address=parallel.address, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as e:

@@ -27,7 +27,7 @@ from .env import DNNGraphEnv, EnvConfig, removed_key, uniform_removed
 from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
 from .files import atomic_write, torch_save, write_json, write_text
-from .identity import model_identity, tensor_fingerprint
+from .identity import model_identity
 from .latency import LatencyModel, fit_latency_model, measured_ratio
 from .methods import LEARNING, METHODS, ONE_SHOT, Method, Rollout, make_method
 from .parallel import Evaluation, Evaluator, ParallelConfig, make_evaluator
@@ -162,8 +162,7 @@ def _warn(message: str) -> None:
 def search_identity(model: nn.Module, data: Cifar, config: SearchConfig) -> dict[str, Any]:
     """What a search depends on besides its settings: the model and its weights, the validation images."""
     val = data.split("val", val_from=config.val_from, val_size=config.val_size)
-    return {"model": model_identity(model), "dataset": data.name, "val_sha256": tensor_fingerprint(val.images,
-                                                                                                    val.labels)}
+    return {"model": model_identity(model), "dataset": data.name, "val_sha256": val.fingerprint()}
 
 
 def make_env(model: nn.Module, data: Cifar, config: SearchConfig, latency: LatencyModel | None = None,
@@ -174,7 +173,7 @@ def make_env(model: nn.Module, data: Cifar, config: SearchConfig, latency: Laten
     recal = recal_split(data, config)
     source: nn.Module | TracedModel = model
     if config.env.metric == "latency" and latency is None:
-        source = trace(model, torch.zeros(1, *val.images.shape[1:]))
+        source = trace(model, torch.zeros(1, *val.image_shape))
         latency = fit_latency_model(source, config.env.latency_batch, progress=progress, warn=_warn)
     return DNNGraphEnv(source, val, config.env, recal, latency)
 

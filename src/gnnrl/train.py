@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import load_for_resume
-from .data import Cifar, normalize
+from .data import Cifar
 from .errors import GnnrlError
 from .evaluate import available_cores, default_device, evaluate, inference_copy
 from .files import torch_save, write_json, write_text
@@ -49,6 +49,8 @@ class TrainConfig:
     """train on only this many class-balanced images (smoke runs and tests)"""
     val_from: str = "train"
     """'train' holds out 5k of train for validation (train on 45k); 'test' trains on all 50k"""
+    val_size: int = 5000
+    """validation images (class-balanced, seeded; the search's rule, so that both use the same images)"""
     label_smoothing: float = 0.0
     kd_weight: float = 0.0
     """knowledge distillation: loss = (1 − w)·CE + w·T²·KL(teacher ‖ student) at temperature T (needs a teacher)"""
@@ -72,21 +74,6 @@ class TrainResult:
     best_path: Path | None = None
     """the best-on-validation weights (`best.safetensors`)"""
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def random_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Standard CIFAR augmentation on a uint8 batch B×C×H×W: zero-pad by `pad`, random crop back, random h-flip."""
-    b, c, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (b, 1), generator=gen, device=gen.device).to(x.device)
-    ox = torch.randint(0, 2 * pad + 1, (b, 1), generator=gen, device=gen.device).to(x.device)
-    rows = oy + torch.arange(h, device=x.device)
-    cols = ox + torch.arange(w, device=x.device)
-    flip = (torch.rand(b, 1, generator=gen, device=gen.device) < 0.5).to(x.device)
-    cols = torch.where(flip, cols.flip(1), cols)
-    bi = torch.arange(b, device=x.device)[:, None, None, None]
-    ci = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
 
 @dataclass(frozen=True)
@@ -172,10 +159,9 @@ def train(
     train_split = data.split("train", val_from=config.val_from)
     if config.subset:
         train_split = train_split.balanced_subset(config.subset, seed=config.seed)
-    val_split = data.split("val", val_from=config.val_from)
+    val_split = data.split("val", val_from=config.val_from, val_size=config.val_size)
     if config.subset:
         val_split = val_split.balanced_subset(min(len(val_split), max(config.subset // 5, data.num_classes)))
-    images, labels = train_split.images.to(device), train_split.labels.to(device)
     steps_per_epoch = -(-len(train_split) // config.batch_size)
 
     model.to(device)
@@ -201,7 +187,8 @@ def train(
                 "train_images": len(train_split), "val_sha256": tensor_fingerprint(val_split.labels),
                 "teacher_sha256": weights_fingerprint(teacher) if teacher is not None and config.kd_weight else None}
     if resume:
-        ckpt = load_for_resume(ckpt_path, asdict(config), map_location=device, identity=identity)
+        ckpt = load_for_resume(ckpt_path, asdict(config), map_location=device, identity=identity,
+                               defaults={"val_size": 5000})
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -220,15 +207,11 @@ def train(
         for epoch in range(start_epoch, config.epochs):
             # A generator per epoch, seeded from (seed, epoch): a resumed run replays the same batches.
             gen = torch.Generator(device="cpu").manual_seed(config.seed * 100_003 + epoch)
-            order = torch.randperm(len(labels), generator=gen).to(device)
             model.train()
             # Summed on the device and read back only for the bar: a float() per step would sync a GPU.
             loss_sum, seen = torch.zeros((), device=device), 0
-            for step in range(steps_per_epoch):
-                idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-                # every rank augments the same global batch (same generator) and trains on its slice of it
-                x = normalize(random_crop_flip(images[idx], gen), train_split.mean, train_split.std)
-                y = labels[idx]
+            # every rank augments the same global batch (same generator) and trains on its slice of it
+            for step, (x, y) in enumerate(train_split.train_batches(config.batch_size, gen, device)):
                 if dist.world > 1:
                     x, y = x[dist.rank :: dist.world], y[dist.rank :: dist.world]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
