@@ -4,7 +4,8 @@ ResNet-20, CIFAR-10, 50% MACs, the GNN-RL agent, one seed. Four searches of the 
 
 - `local K=1`: today's loop in this process (torch on every core);
 - `local K=R`: rounds of R policies, evaluated one after another in this process (every core);
-- `ray W×1 K=R` twice: the same rounds on a local Ray instance of W workers with one torch thread each.
+- `ray W×1 K=R` twice: the same rounds on a local Ray instance of W workers with one torch thread each (the
+  driver, which proposes and learns, keeps the in-process thread count: the agent's arithmetic depends on it).
 
 It checks that both Ray runs and the in-process run of the same round size give the identical history, and
 reports wall times, seconds per episode, Ray's start-up, and its per-round overhead: the round's evaluation wall
@@ -57,7 +58,7 @@ def run(name: str, config: Any, threads: int, parallel: Any = None) -> dict[str,
     history = result.history
     overheads = round_overheads(history)
     busy = sum(h.get("build_s", 0) + h.get("recal_s", 0) + h.get("eval_s", 0) for h in history)
-    out = {"name": name, "threads_per_evaluator": threads, "wall_s": wall, "s_per_episode": wall / len(history),
+    out = {"name": name, "driver_threads": threads, "wall_s": wall, "s_per_episode": wall / len(history),
            "evaluation_busy_s": busy, "start_s": started.get("start_s"), "best_val": result.val_top1,
            "best_episode": result.episode, "removed": result.removed,
            "history": [{k: v for k, v in h.items() if k not in TIMINGS} for h in history],
@@ -108,6 +109,7 @@ def main() -> None:
 
     from dataclasses import replace
 
+    from gnnrl.evaluate import available_cores
     from gnnrl.parallel import ParallelConfig
     from gnnrl.search import SearchConfig
 
@@ -115,11 +117,13 @@ def main() -> None:
     k = args.round_size
     runs = [run("local K=1", base, args.threads), run(f"local K={k}", replace(base, round_size=k), args.threads)]
     for i in (1, 2):
-        runs.append(run(f"ray {args.workers}x1 K={k} (run {i})", replace(base, round_size=k), 1,
+        # the driver keeps the in-process runs' threads: its agent arithmetic (and so the result) depends on them,
+        # and rounds are synchronous, so it never computes while the workers do
+        runs.append(run(f"ray {args.workers}x1 K={k} (run {i})", replace(base, round_size=k), args.threads,
                         ParallelConfig(workers=args.workers, cpus_per_worker=1)))
     local_k, ray_a, ray_b = runs[1], runs[2], runs[3]
     result = {"model": "resnet20", "budget": 0.5, "episodes": args.episodes, "workers": args.workers,
-              "round_size": k, "cores": torch.get_num_threads(),
+              "round_size": k, "cores": available_cores(),
               "ray_runs_identical": ray_a["history"] == ray_b["history"],
               "ray_equals_local_same_k": ray_a["history"] == local_k["history"],
               "runs": [{k2: v for k2, v in r.items() if k2 != "history"} for r in runs]}
@@ -142,7 +146,8 @@ def write_doc(result: dict[str, Any]) -> None:
     lines = [f"## {title}", "", f"ResNet-20, CIFAR-10, 50% MACs, GNN-RL, seed 0, {result['episodes']} episodes "
              "(5k validation images, BN re-estimated on 500), one run of `python benchmarks/parallel_search.py` "
              "on this 2-core machine (benchmarks/results/parallel_search.json). In-process runs use both cores for "
-             "torch; each Ray worker one thread.", "",
+             "torch; each Ray worker one thread, and the driver (which proposes and learns while the workers wait) "
+             "the in-process runs' two.", "",
              "| run | wall s | s / episode | vs local K=1 | best val % | Ray start s "
              "| Ray overhead / round (median, max) s |",
              "|---|---|---|---|---|---|---|"]

@@ -49,6 +49,17 @@ def test_budget_outside_0_1(budget: str, tmp_path: Path, capsys: pytest.CaptureF
     assert not (tmp_path / "r").exists(), "refused before anything was written"
 
 
+@pytest.mark.parametrize(("flags", "message"), [(["--workers", "0"], "--workers and --cpus-per-worker"),
+                                               (["--round-size", "0"], "--round-size (0) must be at least 1"),
+                                               (["--ray-address", "nowhere"], "not 'auto' or HOST:PORT"),
+                                               (["--latency-batch-sizes", "0"], "must be positive")])
+def test_bad_parallel_settings_are_refused_before_any_work(flags: list[str], message: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    _fails(["compress", "--model", "resnet20", "--quick", *flags, "--out", str(tmp_path / "r"), "--quiet"],
+           message, capsys)
+    assert not (tmp_path / "r").exists(), "refused before the run folder was made"
+
+
 @pytest.mark.parametrize(("flag", "value", "message"), [("--ft-epochs", "-1", "must be positive"),
                                                      ("--lr", "0", "must be positive"),
                                                      ("--kd-weight", "1.5", "--kd-weight")])

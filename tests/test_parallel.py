@@ -129,3 +129,14 @@ def test_a_worker_that_keeps_dying_fails_the_run_and_keeps_what_was_written(
     trigger.unlink()
     resumed = run(cifar, out, resume=True)  # and it resumes, here in-process, to the uninterrupted result
     assert strip(resumed.history) == strip(run(cifar).history)
+
+
+def test_the_cli_searches_on_ray_workers(ray_local, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "s"
+    code = main(["search", "--model", "resnet20", "--episodes", "4", "--warmup", "1", "--val-size", "100",
+                 "--bn-recal", "64", "--max-steps", "3", "--workers", "2", "--out", str(out), "--quiet"])
+    assert code == 0
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    policy = json.loads((out / "policy.json").read_text())
+    assert len(history) == 4 and policy["config"]["round_size"] == 2  # --round-size defaults to --workers
+    assert {h.get("worker", "") for h in history} - {""} and "local" not in {h.get("worker") for h in history}

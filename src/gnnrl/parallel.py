@@ -57,10 +57,10 @@ class ParallelConfig:
         """Refuse settings that cannot run (Ray missing included), before any slow work."""
         if self.workers < 1 or self.cpus_per_worker < 1 or self.gpus_per_worker < 0:
             raise GnnrlError("--workers and --cpus-per-worker must be at least 1, --gpus-per-worker at least 0")
-        if self.uses_ray:
-            import_ray()
         if self.address is not None:
             check_reachable(self.address)
+        if self.uses_ray:
+            import_ray()
 
 
 @dataclass(frozen=True)
