@@ -158,7 +158,12 @@ def write_doc(result: dict[str, Any]) -> None:
         lines.append(f"| {r['name']} | {r['wall_s']:.1f} | {r['s_per_episode']:.2f} | {r['wall_s'] / ref:.2f} | "
                      f"{r['best_val']:.2f} | {start} | {over} |")
     lines += ["", f"Both Ray runs gave the identical history: {result['ray_runs_identical']}; the Ray runs equal the "
-              f"in-process run of the same round size: {result['ray_equals_local_same_k']}."]
+              f"in-process run of the same round size: {result['ray_equals_local_same_k']}. On this 2-core machine "
+              "two one-thread workers have the cores of one two-thread process, so the Ray rows measure what Ray "
+              "costs (its start-up and per-round overhead), not a speed-up: that needs more cores or machines "
+              "(see \"Scaling model\"). Rounds of 2 change the search (the agent learns after every second "
+              f"episode): here best val {runs[1]['best_val'] - runs[0]['best_val']:+.2f} points against rounds of "
+              "1, on one seed."]
     write_section("Parallel search on Ray", "\n".join(lines) + "\n")
 
 

@@ -150,6 +150,9 @@ def main() -> None:
     p.add_argument("--shard", default="0/1", help="I/N: measure every N-th policy starting at I")
     p.add_argument("--report", action="store_true", help="only gather finished policies and write the results")
     args = p.parse_args()
+    from gnnrl.evaluate import use_all_cores
+
+    use_all_cores()  # GNNRL_THREADS=1 for shards side by side
     history = [json.loads(line) for line in args.history.read_text().splitlines() if line.strip()]
     chosen = pick(history, args.n)
     folder = ROOT / "runs" / "reward_study" / args.model

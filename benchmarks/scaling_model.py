@@ -192,7 +192,12 @@ def write_doc(r: dict[str, Any]) -> None:
               "`gnnrl search --episodes 2` on the GPU to read yours from history.jsonl (build_s + recal_s + "
               "eval_s). With workers beyond N*, a round waits on the driver's proposals and updates; the next "
               "lever there is proposing a round's K policies in one batched actor pass and making the updates "
-              "per round instead of per episode."]
+              "per round instead of per episode. The model leaves out Ray's start (5–7 s here, plus each worker "
+              "building its environment) and assumes rounds of K = N. Rounds change the search itself: with 64 "
+              f"workers a {r['episodes_modelled']}-episode search has "
+              f"{math.ceil(r['episodes_modelled'] / 64)} rounds, so the agent acts on what it learnt only "
+              f"{math.ceil(r['episodes_modelled'] / 64) - 1} times; a wide cluster needs more episodes, or a round "
+              "size below the worker count (wall time then follows ⌈E/K⌉ rounds)."]
     write_section("Scaling model", "\n".join(lines) + "\n")
 
 
