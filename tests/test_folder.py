@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,8 @@ def test_splits_follow_the_cifar_rules_and_stream_224_crops(imagenet_like: Path)
     assert [tuple(x.shape) for x, _ in batches] == [(4, 3, 224, 224), (4, 3, 224, 224), (1, 3, 224, 224)]
     assert torch.equal(torch.cat([y for _, y in batches]), val.labels)
     assert torch.allclose(torch.cat([x for x, _ in batches]), val.normalized)  # the small-split path agrees
+    copy = pickle.loads(pickle.dumps(val))  # with live loaders and decoded images, as Ray ships it: files only
+    assert copy.files == val.files and "normalized" not in copy.__dict__ and "_eval_loaders" not in copy.__dict__
     # training batches: random-resized crops and flips, replayed exactly by the same generator
     train = data.split("train")
     a = list(train.train_batches(8, torch.Generator().manual_seed(1)))
@@ -93,3 +96,23 @@ def test_compress_a_torchvision_model_with_a_weights_file_on_streamed_images(ima
     assert (out / "model.onnx").stat().st_size > 0 and report
     history = json.loads((out / "finetune" / "train.json").read_text())["history"]
     assert len(history) == 1 and 0 <= history[0]["val/top1"] <= 100
+
+
+def test_ray_workers_stream_the_folder_and_agree_with_one_process(imagenet_like: Path) -> None:
+    pytest.importorskip("ray")
+    from gnnrl import create
+    from gnnrl.agent import DDPGConfig
+    from gnnrl.env import EnvConfig
+    from gnnrl.parallel import ParallelConfig
+    from gnnrl.search import SearchConfig, search
+
+    data = load_dataset(imagenet_like)
+    config = SearchConfig(episodes=4, warmup=2, val_size=9, round_size=2, env=EnvConfig(bn_recal=6, max_steps=2),
+                          agent=DDPGConfig(channels=16, hidden=32, batch_size=4))
+    torch.manual_seed(0)
+    model = create("resnet18", num_classes=3)
+    local = search(model, data, config, progress=False)
+    remote = search(model, data, config, progress=False, parallel=ParallelConfig(workers=2))
+    keep = ("removed", "val_top1", "reward")
+    assert [{k: h[k] for k in keep} for h in remote.history] == [{k: h[k] for k in keep} for h in local.history]
+    assert "local" not in {h.get("worker") for h in remote.history}

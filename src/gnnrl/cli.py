@@ -300,7 +300,7 @@ def _search_config_from(args: argparse.Namespace, episodes: int) -> Any:
         raise GnnrlError(f"--candidates ({args.candidates}) must be at least 1")
     if args.warmup is not None and not 0 <= args.warmup < episodes:
         raise GnnrlError(f"--warmup ({args.warmup}) must be in [0, --episodes) = [0, {episodes})")
-    round_size = args.round_size if args.round_size is not None else args.workers
+    round_size = args.round_size if args.round_size is not None else max(args.workers, 1)
     if round_size < 1:
         raise GnnrlError(f"--round-size ({round_size}) must be at least 1")
     warmup = _warmup(args, episodes)

@@ -18,7 +18,7 @@ import hashlib
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -205,11 +205,14 @@ class RayEvaluator:
     def _start(self, env: DNNGraphEnv, model: nn.Module, parallel: ParallelConfig,
                fault: dict[str, Any] | None) -> list[Any]:
         from .data import Split
+        from .folder import FolderSplit
 
         ray = self.ray
         val = env.val
         if isinstance(val, Split):  # a fresh copy: without the cached float images (4× the uint8 ones)
             val = Split(val.name, val.images, val.labels, val.classes, val.mean, val.std)
+        elif isinstance(val, FolderSplit):  # streamed: each worker decodes with its own cores
+            val = replace(val, workers=parallel.cpus_per_worker)
         self.shared = [ray.put(x) for x in (model, val, env.recal_images)]  # kept alive for restarts
         latency = env.latency.to_dict() if env.latency is not None else None
         worker = ray.remote(num_cpus=parallel.cpus_per_worker, num_gpus=parallel.gpus_per_worker)(EvalWorker)
