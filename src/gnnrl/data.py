@@ -89,9 +89,10 @@ class Split:
     def batches(self, batch_size: int, device: torch.device | str = "cpu"
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(normalised images, labels) in order: slices of `normalized`, moved to `device` once."""
+        # `normalized` is made here, not in the generator: a caller iterating under `torch.inference_mode` would
+        # otherwise cache an inference tensor, which autograd later refuses
         x, y = self.normalized.to(device), self.labels.to(device)
-        for i in range(0, len(self), batch_size):
-            yield x[i : i + batch_size], y[i : i + batch_size]
+        return ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(self), batch_size))
 
     def train_batches(self, batch_size: int, gen: torch.Generator, device: torch.device | str = "cpu"
                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

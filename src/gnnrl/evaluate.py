@@ -129,9 +129,10 @@ def evaluate(
     was_training = model.training
     runner = inference_copy(model, torch.zeros(1, *split.image_shape, device=device)) if fast else model.eval()
     correct = 0
+    batches = split.batches(batch_size, device)  # outside inference mode: a split may cache what it makes here
     try:
         with torch.inference_mode():
-            for x, y in split.batches(batch_size, device):
+            for x, y in batches:
                 logits = runner(x.contiguous(memory_format=torch.channels_last) if fast else x)
                 correct += int((logits.argmax(1) == y).sum())
     finally:
