@@ -55,7 +55,7 @@ def measure(args: argparse.Namespace, i: int, episode: dict[str, Any], folder: P
 
     import gnnrl
     from gnnrl.data import load_cifar
-    from gnnrl.env import EnvConfig, recalibrate_bn
+    from gnnrl.env import EnvConfig
     from gnnrl.finetune import finetune, finetune_config
     from gnnrl.paths import default_weights
     from gnnrl.prune import apply_plan
@@ -74,7 +74,7 @@ def measure(args: argparse.Namespace, i: int, episode: dict[str, Any], folder: P
 
     def pruned() -> torch.nn.Module:
         module = apply_plan(env.graph, env.plan_for(removed))
-        recalibrate_bn(module, env.recal_images)
+        env.recalibrate(module)
         return module
 
     t0 = time.perf_counter()

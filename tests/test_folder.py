@@ -53,7 +53,7 @@ def test_splits_follow_the_cifar_rules_and_stream_224_crops(imagenet_like: Path)
     assert torch.equal(torch.cat([y for _, y in batches]), val.labels)
     assert torch.allclose(torch.cat([x for x, _ in batches]), val.normalized)  # the small-split path agrees
     copy = pickle.loads(pickle.dumps(val))  # with live loaders and decoded images, as Ray ships it: files only
-    assert copy.files == val.files and "normalized" not in copy.__dict__ and "_eval_loaders" not in copy.__dict__
+    assert copy.files == val.files and "images" not in copy.__dict__ and "_eval_loaders" not in copy.__dict__
     # training batches: random-resized crops and flips, replayed exactly by the same generator
     train = data.split("train")
     a = list(train.train_batches(8, torch.Generator().manual_seed(1)))

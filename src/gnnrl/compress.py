@@ -231,7 +231,7 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
         before = load(out / "pruned.safetensors")
         recal = recal_split(data, config.search)
         if recal is not None:
-            recalibrate_bn(before, recal.normalized[: config.search.env.bn_recal])
+            recalibrate_bn(before, recal.images[: config.search.env.bn_recal], mean=recal.mean, std=recal.std)
         base_cost = pruned.base_cost
         write_json(out / "eval.json", {
             "original": _evaluate_all(model, splits), "pruned_before_ft": _evaluate_all(before, splits),

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .cost import Cost
-from .data import Split
+from .data import MEAN, STD, Split, normalize
 from .errors import GnnrlError
 from .evaluate import DEFAULT_BATCH_SIZE, evaluate
 from .groups import analyze
@@ -66,8 +66,10 @@ class EnvConfig:
     """batch size the latency budget is measured at (metric 'latency')"""
 
 
-def recalibrate_bn(module: nn.Module, images: torch.Tensor, batch_size: int = 128) -> None:
-    """Reset BatchNorm running statistics and re-estimate them (cumulative average) on `images`."""
+def recalibrate_bn(module: nn.Module, images: torch.Tensor, batch_size: int = 128,
+                   mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> None:
+    """Reset BatchNorm running statistics and re-estimate them (cumulative average) on `images` (normalised
+    float, or uint8 that is normalised with `mean`/`std` batch by batch)."""
     bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns or len(images) == 0:
         return
@@ -79,7 +81,8 @@ def recalibrate_bn(module: nn.Module, images: torch.Tensor, batch_size: int = 12
     module.train()
     with torch.no_grad():
         for i in range(0, len(images), batch_size):
-            module(images[i : i + batch_size])
+            x = images[i : i + batch_size]
+            module(normalize(x, mean, std) if x.dtype == torch.uint8 else x)
     for m, mom in zip(bns, momenta, strict=True):
         m.momentum = mom
     module.train(was_training)
@@ -99,7 +102,9 @@ class DNNGraphEnv(gym.Env):
             raise GnnrlError(f"budget {config.budget} must be a fraction in (0, 1)")
         self.config = config
         self.val = val
-        self.recal_images = recal.normalized[: config.bn_recal] if recal is not None and config.bn_recal else None
+        # uint8, normalised batch by batch when used: a quarter of the memory (294 → 74 MB for 500 ImageNet crops)
+        self.recal_images = recal.images[: config.bn_recal] if recal is not None and config.bn_recal else None
+        self.recal_norm = (recal.mean, recal.std) if recal is not None else (MEAN, STD)
         example = torch.zeros(1, *val.image_shape)
         self.graph = model if isinstance(model, TracedModel) else trace(model, example)
         self.analysis = analyze(self.graph)
@@ -191,6 +196,11 @@ class DNNGraphEnv(gym.Env):
         self.deferred = [] if on else None
         return collected
 
+    def recalibrate(self, module: nn.Module) -> None:
+        """Re-estimate `module`'s BatchNorm statistics on the env's training images, as before every evaluation."""
+        if self.recal_images is not None:
+            recalibrate_bn(module, self.recal_images.to(self.device), mean=self.recal_norm[0], std=self.recal_norm[1])
+
     def evaluate_removed(self, removed: np.ndarray) -> float:
         """Validation top-1 (fraction) of the network with `removed` channels per group (cached; NaN while
         deferred and not cached)."""
@@ -203,8 +213,7 @@ class DNNGraphEnv(gym.Env):
             t0 = time.perf_counter()
             module = apply_plan(self.graph, self.plan_for(removed)).to(self.device)
             t1 = time.perf_counter()
-            if self.recal_images is not None:
-                recalibrate_bn(module, self.recal_images.to(self.device))
+            self.recalibrate(module)
             t2 = time.perf_counter()
             result = evaluate(module, self.val, batch_size=self.config.eval_batch, device=self.device)
             self.cache[key] = result.top1 / 100.0

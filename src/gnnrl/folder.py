@@ -176,7 +176,7 @@ class FolderSplit:
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (e.g. into Ray's object store) without its loaders and decoded images."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("_eval_loaders", "normalized")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_eval_loaders", "images")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -204,11 +204,17 @@ class FolderSplit:
             yield normalize(x.to(device), self.mean, self.std), y.to(device)
 
     @cached_property
-    def normalized(self) -> torch.Tensor:
-        """Every image, evaluation-transformed and normalised (for small splits only: BN-recalibration images)."""
+    def images(self) -> torch.Tensor:
+        """Every image, evaluation-transformed, as uint8 N×3×H×W (small splits only: the BN-recalibration images)."""
         if len(self) > 5000:
             raise DataError(f"refusing to hold all {len(self)} images of split {self.name!r} in memory; stream it")
-        return torch.cat([x for x, _ in self.batches(256)]) if len(self) else torch.zeros(0, *self.image_shape)
+        loader = self._loader(256, train=False)
+        return torch.cat(list(loader)) if len(self) else torch.zeros(0, *self.image_shape, dtype=torch.uint8)
+
+    @property
+    def normalized(self) -> torch.Tensor:
+        """`images`, normalised (computed on each use, not kept)."""
+        return normalize(self.images, self.mean, self.std)
 
 
 class _Files(torch.utils.data.Dataset):

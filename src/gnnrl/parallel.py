@@ -143,9 +143,9 @@ class EvalWorker:
         torch.set_num_threads(max(1, threads))
         # `shared` holds object-store references (model, validation split, recalibration images), fetched here
         # once; nested in a list so that Ray passes the references, which a restarted actor can fetch again
-        model, val, recal_images = ray.get(shared)
+        model, val, recal = ray.get(shared)
         self.env = DNNGraphEnv(model, val, env_config, None, LatencyModel.from_dict(latency) if latency else None)
-        self.env.recal_images = recal_images
+        self.env.recal_images, self.env.recal_norm = recal
         if torch.cuda.is_available() and _assigned_gpus():
             self.env.device = torch.device("cuda")
         self.name = f"{socket.gethostname()}:{os.getpid()}"
@@ -213,7 +213,8 @@ class RayEvaluator:
             val = Split(val.name, val.images, val.labels, val.classes, val.mean, val.std)
         elif isinstance(val, FolderSplit):  # streamed: each worker decodes with its own cores
             val = replace(val, workers=parallel.cpus_per_worker)
-        self.shared = [ray.put(x) for x in (model, val, env.recal_images)]  # kept alive for restarts
+        # kept alive for restarts
+        self.shared = [ray.put(x) for x in (model, val, (env.recal_images, env.recal_norm))]
         latency = env.latency.to_dict() if env.latency is not None else None
         worker = ray.remote(num_cpus=parallel.cpus_per_worker, num_gpus=parallel.gpus_per_worker)(EvalWorker)
         self.new_actor = lambda: worker.remote(self.shared, env.config, latency, parallel.cpus_per_worker, fault)

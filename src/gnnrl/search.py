@@ -410,10 +410,8 @@ def plot_rewards(history: list[dict[str, Any]], path: Path, warmup: int, uniform
 
 def evaluate_policy(env: DNNGraphEnv, removed: list[int], split: Any) -> EvalResult:
     """Accuracy of the network pruned by `removed` (BN recalibrated as in the search) on any split."""
-    from .env import recalibrate_bn
     from .prune import apply_plan
 
     module = apply_plan(env.graph, env.plan_for(np.asarray(removed)))
-    if env.recal_images is not None:
-        recalibrate_bn(module, env.recal_images)
+    env.recalibrate(module)
     return evaluate(module, split)
