@@ -121,8 +121,8 @@ def write_doc(r: dict[str, Any]) -> None:
               "224-pixel image) and was sized with the validation split here (`--bn-recal` = `--val-size`); the "
               "default 500 images hold 74 MB. Everything else is streamed. The rest of the growth was not "
               "attributed (the 4× larger training split means 4× the fine-tuning steps: allocator growth is a "
-              "suspect, not measured). The accuracies are chance level (10 classes) because the network starts from random "
-              "weights: this run checks the path and its memory, not pruning quality."]
+              "suspect, not measured). The accuracies are chance level (10 classes) because the network starts "
+              "from random weights: this run checks the path and its memory, not pruning quality."]
     write_section("Streamed ImageFolder", "\n".join(lines) + "\n")
 
 
