@@ -141,8 +141,9 @@ class EvalWorker:
         from .latency import LatencyModel
 
         torch.set_num_threads(max(1, threads))
-        # `shared` holds object-store references (model, validation split, recalibration images), fetched here
-        # once; nested in a list so that Ray passes the references, which a restarted actor can fetch again
+        # `shared` holds object-store references (model, validation split, recalibration images and their
+        # normalisation), fetched here once; nested in a list, Ray passes the references themselves, so the
+        # driver's copies stay the only ones and a replacement actor fetches the same objects
         model, val, recal = ray.get(shared)
         self.env = DNNGraphEnv(model, val, env_config, None, LatencyModel.from_dict(latency) if latency else None)
         self.env.recal_images, self.env.recal_norm = recal
