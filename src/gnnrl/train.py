@@ -156,7 +156,7 @@ def train(
     if device.type == "cuda" and os.environ.get("LOCAL_RANK"):
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     dist = init_distributed(device)
-    train_split = data.split("train", val_from=config.val_from)
+    train_split = data.split("train", val_from=config.val_from, val_size=config.val_size)
     if config.subset:
         train_split = train_split.balanced_subset(config.subset, seed=config.seed)
     val_split = data.split("val", val_from=config.val_from, val_size=config.val_size)
