@@ -121,7 +121,7 @@ def report(args: argparse.Namespace, chosen: list[dict[str, Any]], folder: Path)
            "mean_seconds": cost}
     (ROOT / "benchmarks" / "results" / f"reward_study_{args.model}.json").write_text(json.dumps(out, indent=2) + "\n")
     lines = [f"## Reward study ({args.model}, {len(rows)} policies)", "",
-             f"`python benchmarks/reward_study.py --model {args.model} --history {args.history}` "
+             f"`python benchmarks/reward_study.py --model {args.model} --history {args.history} --n {args.n}` "
              f"(benchmarks/results/reward_study_{args.model}.json). Policies: quantiles of the validation "
              "accuracy over one search's episodes. Final = test_rest top-1 after a "
              f"{args.ft_epochs}-epoch distilled fine-tune (as in the method comparison). Short fine-tune = "
