@@ -116,3 +116,14 @@ def test_ray_workers_stream_the_folder_and_agree_with_one_process(imagenet_like:
     keep = ("removed", "val_top1", "reward")
     assert [{k: h[k] for k in keep} for h in remote.history] == [{k: h[k] for k in keep} for h in local.history]
     assert "local" not in {h.get("worker") for h in remote.history}
+
+
+def test_an_imagenet_tree_with_an_unlabelled_test_folder_is_still_streamed(imagenet_like: Path, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "imagenet"
+    shutil.copytree(imagenet_like, root)
+    (root / "test").mkdir()  # ImageNet's test/ holds unlabelled images, no class folders
+    shutil.copy(next((root / "val").rglob("*.png")), root / "test" / "ILSVRC2012_test_00000001.png")
+    data = load_dataset(root)
+    assert isinstance(data, FolderDataset) and len(data.split("test")) == 18  # val/ is the held-out folder

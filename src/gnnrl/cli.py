@@ -329,8 +329,7 @@ def _classes_hint(args: argparse.Namespace) -> int:
     from .folder import is_image_folder
 
     root = Path(args.data) if args.data else None
-    if root is not None and root.is_dir() and is_image_folder(root) and (
-            args.dataset == "imagefolder" or not (root / "test").exists()):
+    if root is not None and is_image_folder(root) and (args.dataset == "imagefolder" or (root / "val").is_dir()):
         return sum(1 for d in (root / "train").iterdir() if d.is_dir())
     return 100 if args.dataset == "cifar100" else 10
 

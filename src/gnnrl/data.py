@@ -250,8 +250,8 @@ def load_dataset(root: str | Path | None = None, dataset: str = "cifar10", *, pr
     layout (train/ and val/), a streamed ImageFolder (`gnnrl.folder`)."""
     from .folder import is_image_folder, load_image_folder
 
-    if dataset == "imagefolder" or (root is not None and Path(root).is_dir() and not (Path(root) / "test").exists()
-                                    and is_image_folder(root)):
+    # a val/ folder marks ImageNet's layout (CIFAR trees have train/ and test/ only; ImageNet's test/ is unlabelled)
+    if dataset == "imagefolder" or (root is not None and (Path(root) / "val").is_dir() and is_image_folder(root)):
         if root is None:
             raise DataError("--dataset imagefolder needs --data ROOT (a folder with train/<class>/ and val/<class>/)")
         return load_image_folder(root)
