@@ -326,11 +326,10 @@ def _check_budget(budget: float) -> None:
 
 def _classes_hint(args: argparse.Namespace) -> int:
     """The class count of the data named by --data/--dataset, known without loading it (to check weights early)."""
-    from .folder import is_image_folder
+    from .folder import is_image_folder, streams
 
-    root = Path(args.data) if args.data else None
-    if root is not None and is_image_folder(root) and (args.dataset == "imagefolder" or (root / "val").is_dir()):
-        return sum(1 for d in (root / "train").iterdir() if d.is_dir())
+    if args.data and streams(args.data, args.dataset) and is_image_folder(args.data):
+        return sum(1 for d in (Path(args.data) / "train").iterdir() if d.is_dir())
     return 100 if args.dataset == "cifar100" else 10
 
 

@@ -248,10 +248,9 @@ def load_dataset(root: str | Path | None = None, dataset: str = "cifar10", *, pr
                  ) -> Cifar | FolderDataset:
     """CIFAR (decoded into memory, see `load_cifar`) or, for dataset 'imagefolder' or a folder with the ImageNet
     layout (train/ and val/), a streamed ImageFolder (`gnnrl.folder`)."""
-    from .folder import is_image_folder, load_image_folder
+    from .folder import load_image_folder, streams
 
-    # a val/ folder marks ImageNet's layout (CIFAR trees have train/ and test/ only; ImageNet's test/ is unlabelled)
-    if dataset == "imagefolder" or (root is not None and (Path(root) / "val").is_dir() and is_image_folder(root)):
+    if streams(root, dataset):
         if root is None:
             raise DataError("--dataset imagefolder needs --data ROOT (a folder with train/<class>/ and val/<class>/)")
         return load_image_folder(root)

@@ -226,7 +226,7 @@ class DNNGraphEnv(gym.Env):
         self.removed = np.asarray(removed, dtype=np.int64).copy()
         self.t += 1
         accuracy = self.evaluate_removed(self.removed)
-        return -(1.0 - accuracy), self._info(accuracy)
+        return reward_of(accuracy), self._info(accuracy)
 
     # -- gymnasium API -----------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -249,7 +249,7 @@ class DNNGraphEnv(gym.Env):
             cost = cost_after(self.graph, plan)
         self.removed, self.t = nxt, self.t + 1
         accuracy = self.evaluate_removed(self.removed) if terminated else None
-        reward = -(1.0 - accuracy) if accuracy is not None else 0.0
+        reward = reward_of(accuracy) if accuracy is not None else 0.0
         obs = self.hierarchy.comp.edge_features(plan.keep).numpy()
         return obs, float(reward), bool(terminated), False, self._info(accuracy, cost)
 
@@ -266,6 +266,11 @@ class DNNGraphEnv(gym.Env):
         if accuracy is not None:
             info["accuracy"] = accuracy
         return info
+
+
+def reward_of(accuracy: float) -> float:
+    """The episode's reward: minus the top-1 error, as a fraction (eq. 8)."""
+    return -(1.0 - accuracy)
 
 
 def removed_key(removed: np.ndarray) -> str:

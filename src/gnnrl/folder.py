@@ -37,6 +37,14 @@ def is_image_folder(root: str | Path) -> bool:
     return (root / "train").is_dir() and any((root / h).is_dir() for h in HELD_OUT)
 
 
+def streams(root: str | Path | None, dataset: str) -> bool:
+    """Whether `--data root --dataset dataset` names a streamed ImageFolder: asked for, or a tree with val/ (CIFAR
+    trees have train/ and test/ only; ImageNet's test/ is unlabelled, so val/ decides)."""
+    if dataset == "imagefolder":
+        return True
+    return root is not None and (Path(root) / "val").is_dir() and is_image_folder(root)
+
+
 def _transforms() -> Any:
     try:
         from torchvision import transforms

@@ -23,7 +23,7 @@ from torch import nn
 from .agent import DDPGConfig
 from .checkpoint import load_for_resume
 from .data import Cifar, Split
-from .env import DNNGraphEnv, EnvConfig, removed_key, uniform_removed
+from .env import DNNGraphEnv, EnvConfig, removed_key, reward_of, uniform_removed
 from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
 from .files import atomic_write, torch_save, write_json, write_text
@@ -325,7 +325,7 @@ def _evaluate_into_cache(env: DNNGraphEnv, evaluator: Evaluator, policies: list[
 def _complete(roll: Rollout, accuracy: float) -> None:
     """Give a rollout played with deferred evaluation its accuracy and reward (−error, eq. 8)."""
     roll.info["accuracy"] = accuracy
-    roll.reward = -(1.0 - accuracy)
+    roll.reward = reward_of(accuracy)
 
 
 def _upgrade(saved: dict[str, Any]) -> dict[str, Any]:
