@@ -16,6 +16,7 @@ from torch import nn
 
 import gnnrl
 from gnnrl import TraceError, channel_groups, cost_after, count_flops, trace
+from gnnrl.export import export_onnx
 from gnnrl.groups import analyze
 from gnnrl.ops import MODULE_OPS, creates, module_op
 from gnnrl.prune import apply_plan, make_plan
@@ -136,18 +137,45 @@ def test_grouped_convs_keep_equal_groups_not_equal_positions() -> None:
         check_exact(model, side=8, seed=seed)
 
 
-def test_shufflenet_v1_units_stay_exact() -> None:
-    """Grouped 1×1 convs around a channel shuffle: the shuffle's reshape ties position k of every piece (the
-    pruned shuffle must keep the channel order), so the middle channels fall back to one tied unit, kept whole:
-    exact, but not pruned (60 = 3 × 20 channels, and 20 is not a multiple of 3, as in every ShuffleNet-v1 width).
-    The residual stream, split the same way by both grouped convs, is balanced and pruned."""
+def test_shufflenet_v1_middle_channels_are_pruned_exactly() -> None:
+    """Grouped 1×1 convs around a channel shuffle: the middle channels must stay balanced over the groups of the
+    conv that writes them and, through the shuffle, over those of the conv that reads them. Each removal step is
+    a perfect matching (one channel per group of both convs), and the pruned network gathers the kept channels in
+    shuffled order (the shuffle's own view/transpose would interleave other channels)."""
     model = shufflenet_v1()
-    a = analyze(trace(model, torch.randn(1, 3, 16, 16)))
+    graph = trace(model, torch.randn(1, 3, 16, 16))
+    a = analyze(graph)
     mid = [g for g in a.groups if any(m.endswith("reduce.0") for m in g.members)]
-    assert len(mid) == 2 and not any(g.prunable for g in mid)
+    assert len(mid) == 2 and all(g.prunable and g.size == 60 for g in mid)
+    for g in mid:
+        bal = a.balance[g.id]
+        assert bal.num_blocks == 3 and bal.cross is not None
+        steps = bal.steps(np.random.default_rng(0).random(a.num_units))
+        assert steps.shape == (20, 3) and len(np.unique(steps)) == 60
+        for row in steps:  # every step: one channel of every group of both convs
+            picked = np.isin(bal.units, row)
+            assert sorted(bal.block[picked]) == [0, 1, 2] and sorted(bal.cross[picked]) == [0, 1, 2]
     stream = next(g for g in a.groups if "0" in g.members)
-    assert stream.prunable and a.balance[stream.id].num_blocks == 3
-    check_exact(model, side=16)
+    assert stream.prunable and a.balance[stream.id].num_blocks == 3 and a.balance[stream.id].cross is None
+    for seed in range(3):
+        check_exact(model, side=16, seed=seed)
+
+
+def test_a_pruned_shufflenet_v1_prunes_again_exports_and_reloads(tmp_path: Path) -> None:
+    """The gather that replaces a pruned shuffle is itself a permutation: a second round prunes through it (as
+    many groups prunable, exact), and the twice-pruned zoo model exports to ONNX and reloads from its file."""
+    x = torch.randn(2, 3, 32, 32)
+    model = gnnrl.create("cifar_shufflenet_v1").eval()
+    once = gnnrl.prune(model, x, 0.3)
+    assert "getitem" in once.module.code and ".transpose(" not in once.module.code
+    again = trace(once.module, x)
+    assert sum(g.prunable for g in channel_groups(again)) == sum(g.prunable for g in channel_groups(trace(model, x)))
+    check_exact(once.module, side=32, seed=1)
+    twice = gnnrl.prune(again, ratios=0.3)
+    assert export_onnx(twice.module, tmp_path / "m.onnx", x).max_abs_diff < 1e-4
+    gnnrl.save(twice, tmp_path / "m.safetensors")
+    with torch.no_grad():
+        assert torch.equal(gnnrl.load(tmp_path / "m.safetensors").eval()(x), twice.module.eval()(x))
 
 
 # ---- a custom layer -------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ themselves, not out of per-model rules. Where two channels must be removed toget
     equally many channels (a *balance* constraint: `Balance`), and only where that cannot be met ties position
     k of every group, as one union;
   * a reshape/chunk that splits a channel dimension into a constant number of pieces ties the pieces'
-    equal positions (this is what keeps a channel shuffle consistent).
+    equal positions (this is what keeps a channel shuffle consistent). Where that tie would break a grouped
+    conv's balance (ShuffleNet-v1), the shuffle is instead a reordering (`Permutation`): the pruned network
+    gathers the kept channels in shuffled order, and the grouped convs on both sides stay balanced (`Balance`).
 
 A *unit* is one union-find class: the atom of pruning. A *group* is a set of units connected through the
 layers that create them; one ratio is chosen per group. Units touching the network input or output, or an
@@ -88,17 +90,93 @@ class PadChannels:
 @dataclass
 class Balance:
     """A group whose units must leave every block equally full (the groups of the grouped convs that read or
-    write it: each conv group keeps as many channels as the others). A removal step takes one unit per block."""
+    write it: each conv group keeps as many channels as the others). A removal step takes one unit per block.
+
+    With `cross`, a second partition must stay balanced too: ShuffleNet-v1's middle channels are split into
+    blocks one way by the grouped conv that writes them and, through the channel shuffle, another way by the
+    grouped conv that reads them. A step then removes one unit of every block of both, i.e. a perfect matching
+    of the bipartite multigraph (write block × read block, one edge per unit); that multigraph is regular, so
+    one always exists, and it stays regular after each step (König)."""
 
     units: np.ndarray  # the group's free units
     block: np.ndarray  # the block of each unit
     num_blocks: int
+    cross: np.ndarray | None = None  # the block of each unit in the second partition (same number of blocks)
 
     def steps(self, scores: np.ndarray) -> np.ndarray:
-        """(steps × blocks) units: row t holds the t-th least important unit of every block."""
+        """(steps × blocks) units: row t holds the t-th least important unit of every block; with `cross`, the
+        matching of least total importance among the units left (one unit per block of both partitions)."""
+        if self.cross is not None:
+            return self._matched_steps(scores)
         per_block = np.stack([self.units[self.block == b] for b in range(self.num_blocks)])
         ranked = np.take_along_axis(per_block, np.argsort(scores[per_block], axis=1, kind="stable"), axis=1)
         return np.ascontiguousarray(ranked.T)
+
+    def _matched_steps(self, scores: np.ndarray) -> np.ndarray:
+        assert self.cross is not None
+        n = self.num_blocks
+        ranked = np.argsort(scores[self.units], kind="stable")  # positions in `units`, least important first
+        cell = self.block[ranked] * n + self.cross[ranked]
+        alive = np.ones(len(ranked), dtype=bool)
+        rows = []
+        for _ in range(len(self.units) // n):
+            cells, first = np.unique(cell[alive], return_index=True)  # the cheapest unit left in every cell
+            where = np.flatnonzero(alive)[first]
+            cost = np.full((n, n), np.inf)
+            cost[cells // n, cells % n] = scores[self.units[ranked[where]]]
+            pick = dict(zip(cells.tolist(), where.tolist(), strict=True))
+            chosen = [pick[b * n + c] for b, c in enumerate(min_cost_assignment(cost))]
+            alive[chosen] = False
+            rows.append(self.units[ranked[chosen]])
+        return np.array(rows, dtype=np.int64).reshape(-1, n)
+
+
+def min_cost_assignment(cost: np.ndarray) -> list[int]:
+    """The column of each row in a perfect matching of least total cost (Hungarian method, O(n³); infinite cost:
+    no edge, and a matching of finite cost must exist)."""
+    n = len(cost)
+    big = np.where(np.isfinite(cost), cost, 0.0).sum() * 2 + 1.0  # dearer than any finite matching
+    c = np.where(np.isfinite(cost), cost, big)
+    u, v = np.zeros(n + 1), np.zeros(n + 1)
+    match = np.zeros(n + 1, dtype=np.int64)  # match[column] = row (1-based; 0: free)
+    for row in range(1, n + 1):
+        match[0], col = row, 0
+        best = np.full(n + 1, np.inf)
+        prev = np.zeros(n + 1, dtype=np.int64)
+        used = np.zeros(n + 1, dtype=bool)
+        while match[col]:
+            used[col] = True
+            r, delta, nxt = match[col], np.inf, 0
+            for j in range(1, n + 1):
+                if not used[j]:
+                    reduced = c[r - 1, j - 1] - u[r] - v[j]
+                    if reduced < best[j]:
+                        best[j], prev[j] = reduced, col
+                    if best[j] < delta:
+                        delta, nxt = best[j], j
+            u[match[used]] += delta
+            v[used] -= delta
+            best[~used] -= delta
+            col = nxt
+        while col:
+            match[col] = match[prev[col]]
+            col = prev[col]
+    out = [0] * n
+    for j in range(1, n + 1):
+        out[match[j] - 1] = j - 1
+    return out
+
+
+@dataclass
+class Permutation:
+    """A fixed reordering of channels (a channel shuffle: view → transpose → reshape, or a gather by a list):
+    `final` holds the channels of `source` in another order. Once channels go, the pruned network gathers the
+    kept ones in the order `final` had them, since the shuffle's own arithmetic would interleave the wrong
+    channels unless every group kept the same positions."""
+
+    source: str  # the fx node whose channels are reordered
+    final: str  # the fx node holding them in the new order
+    nodes: tuple[str, ...]  # the nodes from source (excluded) to final (included), replaced by one gather
 
 
 @dataclass
@@ -114,6 +192,7 @@ class Analysis:
     node_units: dict[str, np.ndarray]  # fx node name -> unit of each position of its dim 1 (-1: not a channel)
     balance: dict[int, Balance] = field(default_factory=dict)
     """group id -> its balance constraints, for groups read or written by grouped convs"""
+    permutations: list[Permutation] = field(default_factory=list)
     num_units: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -168,9 +247,11 @@ class UnionFind:
 class ChannelPass:
     """One walk over the graph computing id maps, unions and pins: the API a channel rule (`gnnrl.ops`) uses."""
 
-    def __init__(self, graph: TracedModel, tied: frozenset[str] = frozenset()) -> None:
+    def __init__(self, graph: TracedModel, tied: frozenset[str] = frozenset(), untie_shuffles: bool = False) -> None:
         self.graph = graph
         self.tied = tied  # layer sides ('conv:in') whose balance could not be met: tie their groups' positions
+        self.untie_shuffles = untie_shuffles  # channel shuffles are reorderings (`Permutation`), not ties
+        self.shuffles = 0  # channel shuffles seen
         self.balanced: list[tuple[str, np.ndarray]] = []  # (layer, blocks of channel ids that keep equal counts)
         self.ids = UnionFind()
         self.id_source: list[int] = []
@@ -181,6 +262,7 @@ class ChannelPass:
         self.calls: dict[str, int] = {}
         self.node_ids: dict[str, np.ndarray] = {}
         self.summed: list[np.ndarray] = []  # ids joined by an element-wise add/sub of two channel maps
+        self.permutations: list[Permutation] = []
 
     # ---- what rules call -------------------------------------------------------------------------------
     def new_ids(self, n: int, source: str) -> np.ndarray:
@@ -242,6 +324,10 @@ class ChannelPass:
     def add_pad(self, node: str, ids: np.ndarray, before: int, after: int, arg_index: int) -> None:
         """A channel pad at `node`: `ids` of its output channels, `before`/`after` of them new zeros."""
         self.pads.append((node, ids, before, after, arg_index))
+
+    def permutes(self, source: fx.Node, nodes: list[fx.Node]) -> None:
+        """`nodes[-1]` holds the channels of `source` in a fixed other order (`nodes`: the ops in between)."""
+        self.permutations.append(Permutation(source.name, nodes[-1].name, tuple(n.name for n in nodes)))
 
     def mark_summed(self, maps: Iterable[torch.Tensor]) -> None:
         """These channel maps are added together: a residual stream."""
@@ -353,16 +439,18 @@ class ChannelPass:
         summed_groups = set(unit_group[unit_of_id[summed_ids[summed_ids >= 0]]].tolist())
         groups = [replace(g, summed=g.id in summed_groups) for g in groups]
         node_units = {n: _units(ids, unit_of_id) for n, ids in self.node_ids.items()}
-        return Analysis(groups, unit_group, pinned, unit_of_id, modules, pads, node_units, balance), infeasible
+        return Analysis(groups, unit_group, pinned, unit_of_id, modules, pads, node_units, balance,
+                        self.permutations), infeasible
 
     def balances(self, unit_of_id: np.ndarray, unit_group: np.ndarray, pinned: np.ndarray
                  ) -> tuple[dict[int, Balance], set[str]]:
         """Per group under balance constraints, its `Balance`; and the layers whose constraints cannot be met.
 
         Met when every constraint lies in one group, none of its units is pinned or in two of its blocks, every
-        free unit of the group is covered, and all the group's constraints split it the same way into blocks of
-        equal size. Not met, for example, around a channel shuffle: its reshape ties position k of every piece
-        into one unit, which then sits in every group of the conv before it (the fallback ties those too).
+        free unit of the group is covered, and the group's constraints split it into blocks of equal size in at
+        most two ways with as many blocks each (two: grouped convs on either side of a channel shuffle, see
+        `Balance`). Not met, for example, when a reshape ties position k of every piece of a split channel
+        dimension into one unit, which then sits in every group of the conv before it (the fallback ties those).
         """
         by_group: dict[int, list[tuple[str, np.ndarray]]] = {}
         bad: set[str] = set()
@@ -382,12 +470,12 @@ class ChannelPass:
                 for b, row in enumerate(units):
                     u = np.unique(row)
                     block_of[u] = np.where(block_of[u] == -1, b, -2)  # -2: in two blocks
-                partitions.append(block_of[free])
-            first = partitions[0]
-            counts = np.bincount(first[first >= 0]) if len(free) else np.empty(0, dtype=np.int64)
-            if (len(free) and (first >= 0).all() and all(np.array_equal(first, q) for q in partitions)
-                    and bool((counts == counts[0]).all())):
-                out[g] = Balance(free, first, len(counts))
+                if not any(np.array_equal(block_of[free], q) for q in partitions):
+                    partitions.append(block_of[free])
+            counts = [np.bincount(q[q >= 0]) for q in partitions] if len(free) else []
+            if (len(free) and len(partitions) <= 2 and all((q >= 0).all() for q in partitions)
+                    and all(len(c) == len(counts[0]) and (c == counts[0][0]).all() for c in counts)):
+                out[g] = Balance(free, partitions[0], len(counts[0]), partitions[1] if len(partitions) > 1 else None)
             else:
                 bad.update(target for target, _ in constraints)
         return out, bad
@@ -431,12 +519,17 @@ def analyze(graph: TracedModel) -> Analysis:
     if graph.cache.analysis is None:
         load_optional()
         tied: frozenset[str] = frozenset()
+        untie = False
         with torch.no_grad():
-            while True:  # each rerun ties the layers whose balance constraints could not be met
-                analysis, bad = ChannelPass(graph, tied).run()
+            while True:
+                walk = ChannelPass(graph, tied, untie)
+                analysis, bad = walk.run()
                 if not bad:
                     break
-                tied |= bad
+                if walk.shuffles and not untie:  # first retry: shuffles as reorderings (grouped convs around them)
+                    untie = True
+                    continue
+                tied |= bad  # then: tie the layers whose balance constraints could not be met
         graph.cache.analysis = analysis
     return graph.cache.analysis
 

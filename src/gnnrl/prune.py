@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -170,7 +171,27 @@ def apply_plan(graph: TracedModel, plan: PrunePlan) -> fx.GraphModule:
             widths = list(node.args[1])
             widths[pad.arg_index : pad.arg_index + 2] = [left, right]
             node.args = (node.args[0], tuple(widths), *node.args[2:])
+    _gather_permutations(a, plan.keep, new_graph)
     return fx.GraphModule(root, new_graph, graph.module.__class__.__name__)
+
+
+def _gather_permutations(a: Analysis, keep: np.ndarray, g: fx.Graph) -> None:
+    """Replace each channel shuffle (or gather) that lost channels by one gather of the kept channels in the order
+    the shuffle had them: its own arithmetic on fewer channels would interleave other ones (`groups.Permutation`).
+    """
+    nodes = {n.name: n for n in g.nodes}
+    for perm in a.permutations:
+        src, dst = a.node_units[perm.source], a.node_units[perm.final]
+        if keep_all(src, keep):
+            continue
+        position = {int(u): i for i, u in enumerate(src[kept(src, keep)])}  # unit -> index in the pruned source
+        order = [position[int(u)] for u in dst[kept(dst, keep)]]
+        final = nodes[perm.final]
+        with g.inserting_before(final):
+            gather = g.call_function(operator.getitem, (nodes[perm.source], (slice(None), order)))
+        final.replace_all_uses_with(gather)
+        for name in reversed(perm.nodes):
+            g.erase_node(nodes[name])
 
 
 def _clone_modules(module: nn.Module) -> nn.Module:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from .idmap import Ids, raw, tensors, varies, wrap
 from .registry import Call, register_op
@@ -38,16 +38,49 @@ def union_along(p: ChannelPass, t: torch.Tensor, dim: int, pieces: int | None = 
 
 
 def reshapes(p: ChannelPass, call: Call) -> Any:
-    """view / reshape: literal sizes stay fixed after pruning, so ids spread along such a dim are tied."""
+    """view / reshape: literal sizes stay fixed after pruning, so ids spread along such a dim are tied. A channel
+    shuffle (`shuffle_nodes`) is tied too — it then keeps its order — unless that breaks the balance of a grouped
+    conv (ShuffleNet-v1): it is then a plain reordering, which the pruned network does with a gather."""
     x = call.args[0].t
     sizes = call.node.args[1:]
     if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
         sizes = tuple(sizes[0])
     out = x.reshape(call.node.meta["shape"])
+    shuffle = shuffle_nodes(call.node)
+    if shuffle is not None:
+        p.shuffles += 1
+        if p.untie_shuffles:
+            p.permutes(call.node.args[0], shuffle)  # type: ignore[arg-type]
+            return Ids(out)
     for d, s in enumerate(sizes):
         if isinstance(s, int) and s not in (-1, 1) and d < out.dim() and varies(out, d):
             union_along(p, out, d)
     return Ids(out)
+
+
+def shuffle_nodes(view: fx.Node) -> list[fx.Node] | None:
+    """[view, transpose, (contiguous,) reshape] when `view` starts a channel shuffle — it splits dim 1 into
+    (g, C/g), its one user swaps those two dims, and the next merges them back to the input's shape — else None."""
+    source = view.args[0]
+    if not isinstance(source, fx.Node) or len(view.users) != 1:
+        return None
+    in_shape, shape = source.meta.get("shape"), view.meta.get("shape")
+    if in_shape is None or shape is None or len(shape) != len(in_shape) + 1 or len(in_shape) < 2 \
+            or (shape[0], shape[1] * shape[2], *shape[3:]) != tuple(in_shape):
+        return None
+    (swap,) = view.users
+    dims = swap.args[1:] if swap.target in (torch.transpose, "transpose") else ()
+    if sorted(d % len(shape) for d in dims if isinstance(d, int)) != [1, 2] or len(swap.users) != 1:
+        return None
+    chain = [view, swap]
+    (merge,) = swap.users
+    if merge.target == "contiguous" and len(merge.users) == 1:  # torchvision's shuffle: transpose().contiguous()
+        chain.append(merge)
+        (merge,) = merge.users
+    if merge.target not in (torch.reshape, "view", "reshape", torch.flatten, "flatten") \
+            or tuple(merge.meta.get("shape", ())) != tuple(in_shape):
+        return None
+    return [*chain, merge]
 
 
 def chunks(p: ChannelPass, call: Call) -> Any:
@@ -92,10 +125,20 @@ def indexes(p: ChannelPass, call: Call) -> Any:
         if not (isinstance(item, slice) and item == slice(None)):
             dims.append(d)
         d += 1
+    # a channel shuffle that pruning turned into a gather (see groups.Permutation)
+    if len(idx) == 2 and idx[0] == slice(None) and _is_permutation(idx[1], x.shape[1]):
+        p.permutes(call.node.args[0], [call.node])  # type: ignore[arg-type]
+        return Ids(x[index])
     for d in dims:
         if d < x.dim() and varies(x, d):
             p.pin(x, "indexing a channel dimension with constant bounds")
     return Ids(x[index])
+
+
+def _is_permutation(item: Any, n: int) -> bool:
+    """`item` lists every index of a dimension of size `n` once."""
+    return (isinstance(item, (list, tuple)) and all(type(i) is int for i in item)
+            and sorted(item) == list(range(n)) and n > 0)
 
 
 def queries(p: ChannelPass, call: Call) -> Any:
