@@ -49,7 +49,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key, value = item.split("=")
         part, _, field = key.rpartition(".")
         default = getattr({"": SearchConfig(), "agent": DDPGConfig(), "env": EnvConfig()}[part], field)
-        out.setdefault(part, {})[field] = type(default)(value)
+        if isinstance(default, bool) and value not in ("True", "False"):
+            raise SystemExit(f"--set {key}: True or False, not {value!r}")
+        out.setdefault(part, {})[field] = value == "True" if isinstance(default, bool) else type(default)(value)
     return out
 
 
@@ -172,31 +174,39 @@ def ablation(args: argparse.Namespace) -> None:
     """A docs section comparing finished `gnnrl` runs of several --name variants (their rows, no new work)."""
     lines = [f"## Agent ablation: {args.model} ({args.budget:.0%} MACs, {args.episodes} episodes)", "",
              "Each row: `python benchmarks/compare.py --model " + args.model + " --episodes " + str(args.episodes) +
-             " --seeds 0 1 2 --set warmup=20 --methods gnnrl --set agent.KEY=VALUE … --name NAME` with the settings "
+             " --seeds 0 1 2" + (" --set warmup=20" if args.episodes == 60 else "") +
+             " --methods gnnrl --set agent.KEY=VALUE … --name NAME` with the settings "
              "shown (the rest at the defaults); the table: `python benchmarks/compare.py --model " + args.model +
              " --episodes " + str(args.episodes) + " --ablation " + " ".join(args.ablation) + "`. Seconds include "
              "other jobs running beside each row (rows ran at different times: compare them with care). Top-1 "
              "(%) before fine-tuning, mean ± std over seeds; agent phase: mean val of the episodes after the "
-             "warm-up (how good the agent's proposals are, not only its luckiest).", "",
-             "| variant | settings | seeds | val | test_rest | agent-phase mean val | agent s | wall s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "warm-up (how good the agent's proposals are, not only its luckiest); FT test_rest: after the "
+             "comparison's short fine-tune, where it ran.", "",
+             "| variant | settings | seeds | val | test_rest | FT test_rest | agent-phase mean val | agent s "
+             "| wall s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     out = []
     for name in args.ablation:
         folder = ROOT / "runs" / "compare" / (args.model + (f"_{name}" if name else ""))
-        rows = [json.loads((f / "row.json").read_text()) for f in sorted(folder.glob("gnnrl-s*"))
-                if (f / "row.json").is_file()]
+        done = [f for f in sorted(folder.glob("gnnrl-s*")) if (f / "row.json").is_file()]
+        rows = [json.loads((f / "row.json").read_text()) for f in done]
         if not rows:
             continue
         agent_means = []
-        for f in sorted(folder.glob("gnnrl-s*")):
+        for f in done:
             h = [json.loads(x) for x in (f / "search" / "history.jsonl").read_text().splitlines()]
             agent_means.append(statistics.mean(r["val_top1"] for r in h if r["phase"] == "agent"))
         cfg = rows[0].get("config", {}).get("agent", {})
-        settings = f"head {cfg.get('head', 'graph')}, candidates {cfg.get('candidates', 1)}, " \
+        settings = f"head {cfg.get('head', 'graph')}, critic {cfg.get('critic', 'graph')}, descriptors " \
+                   f"{'on' if cfg.get('descriptors') else 'off'}, candidates {cfg.get('candidates', 1)}, " \
                    f"pretrain {cfg.get('pretrain_updates', 0)}"
-
+        for f, row in zip(done, rows, strict=True):
+            if (f / "ft.json").is_file():
+                row["ft_test_rest"] = json.loads((f / "ft.json").read_text())["test_rest"]
+        ft = [r["ft_test_rest"] for r in rows if "ft_test_rest" in r]
+        ft_cell = (ms(ft) + (f" ({len(ft)} of {len(rows)})" if len(ft) < len(rows) else "")) if ft else "–"
         lines.append(f"| {name or 'default'} | {settings} | {len(rows)} | {ms([r['val'] for r in rows])} | "
-                     f"{ms([r['test_rest'] for r in rows])} | {ms(agent_means)} | "
+                     f"{ms([r['test_rest'] for r in rows])} | {ft_cell} | {ms(agent_means)} | "
                      f"{statistics.mean(r['agent_s'] for r in rows):.0f} | "
                      f"{statistics.mean(r['wall_s'] for r in rows):.0f} |")
         out.append({"name": name, "rows": rows, "agent_phase_mean_val": agent_means})

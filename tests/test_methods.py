@@ -140,7 +140,8 @@ def test_a_checkpoint_in_the_layout_before_methods_resumes(cifar: Cifar, tmp_pat
     from gnnrl.errors import GnnrlError
     from gnnrl.files import torch_save
 
-    plain = replace(TINY, agent=replace(TINY.agent, candidates=1))  # what the search did before `candidates`
+    # what the search did before `candidates` and `pretrain_updates`
+    plain = replace(TINY, agent=replace(TINY.agent, candidates=1, pretrain_updates=0))
     straight = search(r20(), cifar, plain, progress=False)
     out = tmp_path / "old"
     search(r20(), cifar, plain, out_dir=out, progress=False, on_episode_end=lambda rec: rec["episode"] == 3)

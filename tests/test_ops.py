@@ -4,6 +4,7 @@ example, and where op knowledge lives."""
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from torch import nn
 import gnnrl
 from gnnrl import TraceError, channel_groups, cost_after, count_flops, trace
 from gnnrl.export import export_onnx
-from gnnrl.groups import analyze
+from gnnrl.groups import analyze, min_cost_assignment
 from gnnrl.ops import MODULE_OPS, creates, module_op
 from gnnrl.prune import apply_plan, make_plan
 from gnnrl.trace import LEAF_MODULES
@@ -159,6 +160,19 @@ def test_shufflenet_v1_middle_channels_are_pruned_exactly() -> None:
     assert stream.prunable and a.balance[stream.id].num_blocks == 3 and a.balance[stream.id].cross is None
     for seed in range(3):
         check_exact(model, side=16, seed=seed)
+
+
+def test_min_cost_assignment_matches_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    for n in range(1, 7):
+        for _ in range(30):
+            cost = rng.random((n, n))
+            cost[rng.random((n, n)) < 0.3] = np.inf  # no edge
+            best = min(sum(cost[i, p[i]] for i in range(n)) for p in itertools.permutations(range(n)))
+            if not np.isfinite(best):
+                continue
+            got = min_cost_assignment(cost)
+            assert sorted(got) == list(range(n)) and sum(cost[i, got[i]] for i in range(n)) == pytest.approx(best)
 
 
 def test_a_pruned_shufflenet_v1_prunes_again_exports_and_reloads(tmp_path: Path) -> None:

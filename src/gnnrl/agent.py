@@ -1,8 +1,9 @@
 """The GNN-RL agent (paper §3.2.2): DDPG whose actor and critic each read the state through an m-GNN.
 
-Actor: m-GNN encoder → MLP → sigmoid, one pruning ratio per prunable channel group (eq. 6–7). Two heads:
-``graph`` (the paper's: an MLP over the network embedding g) and ``groups`` (one shared MLP per group over
-[its group embedding, g], so the actor reads each group's place in the graph directly). Critic: m-GNN
+Actor: m-GNN encoder → MLP → sigmoid, one pruning ratio per prunable channel group (eq. 6–7). Heads:
+``groups`` (the default: one shared MLP per group over [its group embedding, g, its static descriptors], so the
+actor reads each group's place in the graph directly), ``graph`` (the paper's: an MLP over the network
+embedding g) and ``both`` (their logits summed). Critic: m-GNN
 encoder → MLP over [g, action] → Q. The update is CleanRL's DDPG: target under no_grad, critic step,
 actor step, soft update.
 """
@@ -44,15 +45,35 @@ class DDPGConfig:
     """std of the truncated-normal exploration noise on the first episode after warm-up"""
     noise_decay: float = 0.95
     """the noise std is multiplied by this after every episode"""
-    head: str = "graph"
-    """'graph': MLP over g (paper); 'groups': shared per-group MLP over [group embedding, g]"""
+    head: str = "groups"
+    """'groups': a shared per-group MLP over [group embedding, g] and the group's descriptors (`descriptors`);
+    'graph': an MLP over g, one output per group (the paper's); 'both': the sum of the two heads' logits.
+    Measured (docs/benchmarks.md, agent ablations; best policy's test_rest before fine-tuning, with the default
+    200 pretraining updates for 'groups'): ResNet-56, 180 episodes, 3 seeds: groups 86.45 ± 0.29, graph 83.37 ±
+    1.04 (AMC 85.13 ± 0.64); ResNet-20, 60 episodes: groups 66.16 ± 2.51 (4 seeds), graph 66.60 ± 2.12 (6
+    seeds). 'both' did as well as graph on ResNet-20 (3 seeds) but gave 83.5 on ResNet-56 seed 0"""
+    critic: str = "graph"
+    """'graph': MLP over [g, action] (paper); 'groups': a shared per-group MLP over [group embedding, the
+    group's action] (DeepSets), mean-pooled over the groups, then an MLP over [g, pooled], meant to learn from
+    every group of every episode as AMC's per-layer critic does. Measured worse: ResNet-20 best val 58.2 vs 65.3
+    (with the per-group actor and descriptors, 3 seeds), and it fits 8 random rewards far slower than 'graph'
+    (loss 0.071 → 0.065 in 200 Adam steps vs 0.35 → 0.0004)"""
+    descriptors: bool = True
+    """per-group heads (actor and critic) also read each group's static descriptors (`group_descriptors`:
+    position, width, share of the MACs, MACs still to come). Repeated blocks have identical m-GNN embeddings, so
+    without them a per-group head cannot tell a stage's first block from its last, and gives every block of a
+    stage one ratio (ResNet-20, 3 seeds: 62.4 ± 3.6 without, the 'groups-cand32' ablation row)"""
     updates_per_episode: int = 10
     """DDPG updates after each post-warm-up episode. Episodes are mostly one to five steps long here (a step
     may prune as much as the budget needs), and AMC's one update per step left the agent nearly untrained
     (best 50.1 % vs 64.4 % with 20 on ResNet-20); 10 did as well as 20 at half the cost (agent_ablation.py)"""
-    pretrain_updates: int = 0
-    """DDPG updates on the warm-up's transitions before the first agent episode (0: none, as in plain DDPG). 200
-    made no measurable difference on ResNet-20 (docs/benchmarks.md, agent ablation), so it is off"""
+    pretrain_updates: int = 200
+    """DDPG updates on the warm-up's transitions before the first agent episode (0: none, as in plain DDPG). The
+    per-group head starts out giving nearly one ratio to every group, the weakest kind of policy; these updates
+    move it towards what the warm-up found before it acts. Measured with the per-group head (docs/benchmarks.md,
+    agent ablations, best val before fine-tuning): ResNet-20, 60 episodes, seeds 0-3: 63.7 → 66.4 (seed 0: 55.3 →
+    63.0); ResNet-56, 180 episodes, 3 seeds: 85.8 → 86.6. With the paper's graph head 200 made no measurable
+    difference (cand32-pre200)"""
     candidates: int = 32
     """noisy actions drawn per step; the one the critic values most is taken (1: plain DDPG exploration). The
     critic, trained on every episode since the warm-up, becomes a cheap surrogate of the reward, and a step costs
@@ -148,46 +169,89 @@ class ReplayBuffer:
 class Actor(nn.Module):
     """State → one ratio in (0, 1) per prunable group."""
 
-    def __init__(self, hierarchy: Hierarchy, group_ids: list[int], num_groups: int, cfg: DDPGConfig) -> None:
+    def __init__(self, hierarchy: Hierarchy, group_ids: list[int], num_groups: int, cfg: DDPGConfig,
+                 descriptors: np.ndarray | None = None) -> None:
         super().__init__()
         self.encoder = MultiStageEncoder(hierarchy, cfg.channels, cfg.gnn_layers, num_groups)
         self.head = cfg.head
         self.register_buffer("group_ids", torch.tensor(group_ids), persistent=False)
+        self.register_buffer("desc", _descriptor_tensor(cfg, descriptors, len(group_ids)), persistent=False)
         c, h = cfg.channels, cfg.hidden
+        # built in this order, and only those used, so that a seed initialises each head as it always has
+        def per_group() -> nn.Module:
+            return nn.Sequential(nn.Linear(3 * c + self.desc.shape[1], h), nn.ReLU(), nn.Linear(h, 1))
+
         if cfg.head == "groups":
-            self.mlp = nn.Sequential(nn.Linear(3 * c, h), nn.ReLU(), nn.Linear(h, 1))
+            self.mlp = per_group()
         else:
             self.mlp = nn.Sequential(nn.Linear(c, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
                                      nn.Linear(h, len(group_ids)))
+            if cfg.head == "both":
+                self.group_mlp = per_group()
 
     def forward(self, states: Tensor) -> Tensor:
         enc = encode(self.encoder, states)
+        if self.head == "graph":
+            return torch.sigmoid(self.mlp(enc.g))
+        per_group = _with_descriptors(enc.groups[:, self.group_ids], self.desc)  # (B, A, 2C + D)
+        g = enc.g.unsqueeze(1).expand(-1, per_group.shape[1], -1)
         if self.head == "groups":
-            per_group = enc.groups[:, self.group_ids]  # (B, A, 2C)
-            g = enc.g.unsqueeze(1).expand(-1, per_group.shape[1], -1)
             return torch.sigmoid(self.mlp(torch.cat([per_group, g], -1)).squeeze(-1))
-        return torch.sigmoid(self.mlp(enc.g))
+        return torch.sigmoid(self.mlp(enc.g) + self.group_mlp(torch.cat([per_group, g], -1)).squeeze(-1))
 
 
 class Critic(nn.Module):
     """(state, action) → Q."""
 
-    def __init__(self, hierarchy: Hierarchy, action_dim: int, num_groups: int, cfg: DDPGConfig) -> None:
+    def __init__(self, hierarchy: Hierarchy, group_ids: list[int], num_groups: int, cfg: DDPGConfig,
+                 descriptors: np.ndarray | None = None) -> None:
         super().__init__()
         self.encoder = MultiStageEncoder(hierarchy, cfg.channels, cfg.gnn_layers, num_groups)
-        self.mlp = nn.Sequential(nn.Linear(cfg.channels + action_dim, cfg.hidden), nn.ReLU(),
-                                 nn.Linear(cfg.hidden, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
+        self.kind = cfg.critic
+        self.register_buffer("group_ids", torch.tensor(group_ids), persistent=False)
+        self.register_buffer("desc", _descriptor_tensor(cfg, descriptors, len(group_ids)), persistent=False)
+        c, h = cfg.channels, cfg.hidden
+        self.channels = c
+        if cfg.critic == "groups":
+            self.phi = nn.Sequential(nn.Linear(2 * c + self.desc.shape[1] + 1, h), nn.ReLU(), nn.Linear(h, h))
+            self.mlp = nn.Sequential(nn.Linear(c + h, h), nn.ReLU(), nn.Linear(h, 1))
+        else:
+            self.mlp = nn.Sequential(nn.Linear(c + len(group_ids), h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
+                                     nn.Linear(h, 1))
 
     def forward(self, states: Tensor, actions: Tensor) -> Tensor:
         return self.q(self.embed(states), actions)
 
     def embed(self, states: Tensor) -> Tensor:
-        """The state embedding g (B, C) the Q head reads."""
-        return encode(self.encoder, states).g
+        """The state part the Q head reads (B, ·): g, and with the per-group critic the group embeddings after it
+        (flattened, so that callers can expand it like g)."""
+        enc = encode(self.encoder, states)
+        if self.kind == "groups":
+            return torch.cat([enc.g, enc.groups[:, self.group_ids].flatten(1)], 1)
+        return enc.g
 
     def q(self, g: Tensor, actions: Tensor) -> Tensor:
-        """Q from an already computed state embedding `g` (B, C)."""
+        """Q from an already computed state embedding (`embed`) and actions (B, A)."""
+        if self.kind == "groups":
+            c = self.channels
+            per_group = _with_descriptors(g[:, c:].view(len(g), actions.shape[1], -1), self.desc)
+            pooled = self.phi(torch.cat([per_group, actions.unsqueeze(-1)], -1)).mean(1)
+            return self.mlp(torch.cat([g[:, :c], pooled], -1)).squeeze(-1)
         return self.mlp(torch.cat([g, actions], -1)).squeeze(-1)
+
+
+def _descriptor_tensor(cfg: DDPGConfig, descriptors: np.ndarray | None, n: int) -> Tensor:
+    """The (A, D) descriptors a per-group head reads: none (D = 0) unless `cfg.descriptors`."""
+    if not cfg.descriptors:
+        return torch.zeros(n, 0)
+    if descriptors is None or descriptors.shape[0] != n:
+        raise ValueError("DDPGConfig.descriptors needs one descriptor row per prunable group")
+    return torch.as_tensor(descriptors, dtype=torch.float32)
+
+
+def _with_descriptors(per_group: Tensor, desc: Tensor) -> Tensor:
+    """[per-group embedding, descriptors] for a batch (B, A, ·)."""
+    return torch.cat([per_group, desc.unsqueeze(0).expand(len(per_group), -1, -1)], -1)
 
 
 def encode(encoder: MultiStageEncoder, states: Tensor) -> Encoding:
@@ -218,11 +282,13 @@ def truncated_normal(mu: np.ndarray, sigma: float, rng: np.random.Generator, low
     return x.clamp(low, high).numpy()
 
 
-def gnn_ddpg(hierarchy: Hierarchy, group_ids: list[int], num_groups: int, cfg: DDPGConfig, seed: int = 0) -> DDPG:
-    """The GNN-RL agent: DDPG with m-GNN actor and critic, initialised from `seed`."""
+def gnn_ddpg(hierarchy: Hierarchy, group_ids: list[int], num_groups: int, cfg: DDPGConfig, seed: int = 0,
+             descriptors: np.ndarray | None = None) -> DDPG:
+    """The GNN-RL agent: DDPG with m-GNN actor and critic, initialised from `seed` (`descriptors`: one row per
+    prunable group, read by per-group heads when `cfg.descriptors`)."""
     torch.manual_seed(seed)
-    actor = Actor(hierarchy, group_ids, num_groups, cfg)
-    return DDPG(actor, Critic(hierarchy, len(group_ids), num_groups, cfg), cfg)
+    actor = Actor(hierarchy, group_ids, num_groups, cfg, descriptors)
+    return DDPG(actor, Critic(hierarchy, group_ids, num_groups, cfg, descriptors), cfg)
 
 
 class DDPG:

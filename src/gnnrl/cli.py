@@ -230,8 +230,13 @@ def _add_search_args(p: argparse.ArgumentParser, episodes: int | None = 180) -> 
                    help="gnnrl (the paper's agent); random (random policies, same env); amc (DDPG over per-layer "
                    "state vectors); uniform, uniform-internal (residual streams kept whole), l1-global: one-shot "
                    "heuristics (one episode)")
-    p.add_argument("--head", default=DDPGConfig().head, choices=("graph", "groups"),
-                   help="actor head: MLP over the graph embedding (paper) or per channel group")
+    p.add_argument("--head", default=DDPGConfig().head, choices=("graph", "groups", "both"),
+                   help="actor head: one MLP per channel group over its embedding and descriptors (default), an MLP "
+                        "over the graph embedding (the paper's), or the sum of both")
+    p.add_argument("--descriptors", action=argparse.BooleanOptionalAction, default=DDPGConfig().descriptors,
+                   help="per-group heads also read each group's position, width and MACs share")
+    p.add_argument("--pretrain-updates", type=int, default=DDPGConfig().pretrain_updates,
+                   help="DDPG updates on the warm-up's episodes before the agent's first (0: none)")
     p.add_argument("--candidates", type=int, default=DDPGConfig().candidates,
                    help="noisy actions drawn per step, the critic's favourite taken (1: plain DDPG, the paper's)")
     p.add_argument("--seed", type=int, default=search.seed)
@@ -306,7 +311,10 @@ def _search_config_from(args: argparse.Namespace, episodes: int) -> Any:
     warmup = _warmup(args, episodes)
     env = EnvConfig(budget=args.budget, metric=args.metric, max_steps=args.max_steps, bn_recal=args.bn_recal,
                     latency_batch=args.latency_batch)
-    agent = replace(DDPGConfig(), head=args.head, candidates=args.candidates)
+    if args.pretrain_updates < 0:
+        raise GnnrlError(f"--pretrain-updates ({args.pretrain_updates}) must be 0 or more")
+    agent = replace(DDPGConfig(), head=args.head, candidates=args.candidates, descriptors=args.descriptors,
+                    pretrain_updates=args.pretrain_updates)
     return SearchConfig(env=env, agent=agent, episodes=episodes, warmup=warmup,
                         seed=args.seed, val_from=args.val_from, val_size=args.val_size, method=args.method,
                         round_size=round_size)

@@ -35,7 +35,8 @@ from .progress import progress_bar
 from .prune import cost_after, original_cost
 from .trace import TracedModel, trace
 
-LEGACY: dict[str, Any] = {"method": "gnnrl", "round_size": 1, "agent": {"candidates": 1, "pretrain_updates": 0}}
+LEGACY: dict[str, Any] = {"method": "gnnrl", "round_size": 1,
+                          "agent": {"candidates": 1, "pretrain_updates": 0, "critic": "graph", "descriptors": False}}
 """What settings added later did before they existed: a checkpoint that lacks one resumes only with this value."""
 
 

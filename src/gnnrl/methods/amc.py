@@ -68,11 +68,7 @@ class AMC:
 
     def __init__(self, env: DNNGraphEnv, config: SearchConfig) -> None:
         self.config = config
-        n = len(env.group_ids)
-        macs = np.array([env.analysis.groups[g].macs for g in env.group_ids], dtype=np.float64)
-        share = macs / max(macs.sum(), 1.0)
-        self.static = np.stack([np.arange(n) / max(n - 1, 1), env.sizes / env.sizes.max(), share / share.max(),
-                                share[::-1].cumsum()[::-1] - share], 1)  # the last: MACs of the groups after it
+        self.static = env.group_descriptors().astype(np.float64)
         torch.manual_seed(config.seed)
         hidden = config.agent.hidden
         self.agent = DDPG(MLPActor(len(FEATURES), hidden), MLPCritic(len(FEATURES), hidden), config.agent)

@@ -42,7 +42,8 @@ class GnnRL:
 
     def __init__(self, env: DNNGraphEnv, config: SearchConfig) -> None:
         self.config = config
-        self.agent = gnn_ddpg(env.hierarchy, env.group_ids, len(env.analysis.groups), config.agent, config.seed)
+        self.agent = gnn_ddpg(env.hierarchy, env.group_ids, len(env.analysis.groups), config.agent, config.seed,
+                              env.group_descriptors())
         # the buffer keeps, with every observation, the removed-channel counts it is computed from: checkpoints
         # store those (KBs) instead of the observations (up to 120 MB rewritten every episode on ResNet-56)
         self.buffer = ReplayBuffer(config.agent.replay_size, env.observation_space.shape, len(env.group_ids),
@@ -53,7 +54,7 @@ class GnnRL:
         """Random actions in the warm-up, then the actor's with noise."""
         warm = episode < self.config.warmup
         sigma = noise_sigma(self.config, episode)
-        if episode == self.config.warmup and self.config.agent.pretrain_updates:
+        if episode == self.config.warmup and self.config.agent.pretrain_updates and self.buffer.size:
             ddpg_updates(self.agent, self.buffer, self.config.agent.pretrain_updates, rng)
         steps, reward, info = step_until_done(
             env, obs, (lambda o: random_action(env, rng)) if warm else (lambda o: self.agent.act(o, sigma, rng)))
