@@ -122,7 +122,10 @@ def test_agent_acts_and_learns_on_its_device(setup, device: str) -> None:  # typ
 
     graph, h, _ = setup
     ids = [g.id for g in channel_groups(graph) if g.prunable]
-    agent = gnn_ddpg(h, ids, len(channel_groups(graph)), DDPGConfig(channels=16, hidden=16, candidates=4)).to(device)
+    descriptors = np.linspace(0, 1, len(ids))[:, None]  # per-group heads read one row per group (env: 4 columns)
+    agent = gnn_ddpg(h, ids, len(channel_groups(graph)), DDPGConfig(channels=16, hidden=16, candidates=4),
+                     descriptors=descriptors).to(device)
+    assert agent.actor.desc.device.type == device
     assert {p.device.type for net in (agent.actor, agent.critic_target) for p in net.parameters()} == {device}
     state = h.comp.edge_features().numpy()
     action = agent.act(state, 0.2, np.random.default_rng(0))

@@ -245,7 +245,8 @@ def _descriptor_tensor(cfg: DDPGConfig, descriptors: np.ndarray | None, n: int) 
     if not cfg.descriptors:
         return torch.zeros(n, 0)
     if descriptors is None or descriptors.shape[0] != n:
-        raise ValueError("DDPGConfig.descriptors needs one descriptor row per prunable group")
+        raise ValueError("DDPGConfig.descriptors needs one descriptor row per prunable group: pass "
+                         "descriptors=env.group_descriptors(), or set DDPGConfig(descriptors=False)")
     return torch.as_tensor(descriptors, dtype=torch.float32)
 
 
