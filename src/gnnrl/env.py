@@ -187,14 +187,13 @@ class DNNGraphEnv(gym.Env):
         floor = (self.config.budget - self.config.tolerance) * self.base
         if (landed if landed is not None else self.metric_of(removed)) >= floor:
             return removed
-        return self._give_back(removed, a, target)
+        return self._give_back(removed, a, target, floor)
 
-    def _give_back(self, removed: np.ndarray, action: np.ndarray, target: float) -> np.ndarray:
+    def _give_back(self, removed: np.ndarray, action: np.ndarray, target: float, floor: float) -> np.ndarray:
         """`removed`, which undershoots the budget band, with single removal steps given back while the budget
         holds: group by group, round robin, those the action prunes least first. Scaling alone can skip the band
         when one group's step is large (ShuffleNet-v1's residual stream: 8 steps, 12% of the MACs each); every
         step of the other groups is then worth trying."""
-        floor = (self.config.budget - self.config.tolerance) * self.base
         removed = removed.copy()
         changed = True
         while changed and self.metric_of(removed) < floor:
