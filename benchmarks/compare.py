@@ -102,15 +102,20 @@ def run_search(args: argparse.Namespace, data: gnnrl.Cifar, method: str, seed: i
     return row
 
 
+def ft_name(args: argparse.Namespace, suffix: str = "") -> str:
+    """A fine-tune's file or folder in a run: ft for the default one epoch (older runs), ftN for N epochs."""
+    return "ft" + (str(args.ft_epochs) if args.ft_epochs != 1 else "") + suffix
+
+
 def run_finetune(args: argparse.Namespace, data: gnnrl.Cifar, row: dict[str, Any], folder: Path) -> None:
     """The short distilled fine-tune of a row's best policy; adds ft_test_rest / ft_test to the row."""
-    done = folder / "ft.json"
+    done = folder / ft_name(args, ".json")
     if not done.is_file():
         policy = read_policy(folder / "search" / "policy.json")
         base = gnnrl.create(args.model, weights=default_weights(args.model))
         pruned = apply_policy(base, policy)
         config = finetune_config(epochs=args.ft_epochs, kd=True, seed=row["seed"])
-        out = folder / "ft"
+        out = folder / ft_name(args)
         t = time.perf_counter()
         finetune(pruned.module, data, config, teacher=base, out_dir=out,
                  resume=(out / "checkpoint.pt").is_file(), progress=False)
@@ -250,7 +255,7 @@ def main() -> None:
             print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("best_so_far", "config")}), flush=True)
     for row in rows:
         folder = root / f"{row['method']}-s{row['seed']}"
-        if args.existing and not (folder / "ft.json").is_file():
+        if args.existing and not (folder / ft_name(args, ".json")).is_file():
             continue
         if row["method"] in args.ft_methods and args.ft_epochs > 0:
             run_finetune(args, data, row, folder)
@@ -262,6 +267,8 @@ def main() -> None:
               "summary": table, "rows": rows,
               "spearman_val_vs_ft_test_rest": spearman([r["val"] for r in tuned], [r["ft_test_rest"] for r in tuned])
               if len(tuned) > 2 else None}
+    # a longer fine-tune of the same searches is its own table, beside the default one-epoch one
+    tag += f"_ft{args.ft_epochs}" if args.ft_epochs != 1 else ""
     write_json(ROOT / "benchmarks" / "results" / f"compare_{tag}.json", result)
     png = ROOT / "docs" / f"compare_{tag}.png"
     title = f"{args.model}, {args.budget:.0%} MACs, {args.episodes} episodes, seeds {args.seeds}"
@@ -289,7 +296,9 @@ def markdown(args: argparse.Namespace, tag: str, table: list[dict[str, Any]], pn
     """The docs section: command, table, plot."""
     cmd = (f"python benchmarks/compare.py --model {args.model} --budget {args.budget} --episodes {args.episodes} "
            f"--seeds {' '.join(map(str, args.seeds))}" + "".join(f" --set {s}" for s in args.set)
-           + (f" --name {args.name}" if args.name else "") + (" --existing" if args.existing else ""))
+           + (f" --name {args.name}" if args.name else "")
+           + (f" --ft-epochs {args.ft_epochs}" if args.ft_epochs != 1 else "")
+           + f" --ft-methods {' '.join(args.ft_methods)}" + (" --existing" if args.existing else ""))
     lines = [f"## Method comparison: {tag} ({args.model}, {args.budget:.0%} MACs, {args.episodes} episodes, "
              f"seeds {' '.join(map(str, args.seeds))})", "", f"`{cmd}`", "",
              "One process per row group, one machine; the seconds include other jobs running beside it.", "",
