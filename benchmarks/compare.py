@@ -301,6 +301,7 @@ def markdown(args: argparse.Namespace, tag: str, table: list[dict[str, Any]], pn
     """The docs section: command, table, plot."""
     cmd = (f"python benchmarks/compare.py --model {args.model} --budget {args.budget} --episodes {args.episodes} "
            f"--seeds {' '.join(map(str, args.seeds))}" + "".join(f" --set {s}" for s in args.set)
+           + (f" --methods {' '.join(args.methods)}" if args.methods != list(METHODS) else "")
            + (f" --name {args.name}" if args.name else "")
            + (f" --ft-epochs {args.ft_epochs}" if args.ft_epochs != 1 else "")
            + f" --ft-methods {' '.join(args.ft_methods)}" + (" --existing" if args.existing else ""))
