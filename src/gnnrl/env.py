@@ -194,17 +194,18 @@ class DNNGraphEnv(gym.Env):
         holds: group by group, round robin, those the action prunes least first. Scaling alone can skip the band
         when one group's step is large (ShuffleNet-v1's residual stream: 8 steps, 12% of the MACs each); every
         step of the other groups is then worth trying."""
-        removed = removed.copy()
+        removed, metric = removed.copy(), self.metric_of(removed)
         changed = True
-        while changed and self.metric_of(removed) < floor:
+        while changed and metric < floor:
             changed = False
             for g in np.argsort(action, kind="stable"):
                 if removed[g] > self.removed[g]:
                     removed[g] -= 1
-                    if self.metric_of(removed) > target:
+                    after = self.metric_of(removed)
+                    if after > target:
                         removed[g] += 1
                     else:
-                        changed = True
+                        changed, metric = True, after
         return removed
 
     def group_descriptors(self) -> np.ndarray:
@@ -215,7 +216,7 @@ class DNNGraphEnv(gym.Env):
         macs = np.array([self.analysis.groups[g].macs for g in self.group_ids], dtype=np.float64)
         share = macs / max(macs.sum(), 1.0)
         return np.stack([np.arange(n) / max(n - 1, 1), self.sizes / self.sizes.max(), share / share.max(),
-                         share[::-1].cumsum()[::-1] - share], 1).astype(np.float32)
+                         share[::-1].cumsum()[::-1] - share], 1)
 
     def policy(self) -> dict[int, float]:
         """Cumulative fraction of each prunable group's channels removed so far: the episode's policy."""

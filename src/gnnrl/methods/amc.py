@@ -68,7 +68,7 @@ class AMC:
 
     def __init__(self, env: DNNGraphEnv, config: SearchConfig) -> None:
         self.config = config
-        self.static = env.group_descriptors().astype(np.float64)
+        self.static = env.group_descriptors()
         torch.manual_seed(config.seed)
         hidden = config.agent.hidden
         self.agent = DDPG(MLPActor(len(FEATURES), hidden), MLPCritic(len(FEATURES), hidden), config.agent)
