@@ -34,14 +34,12 @@ from gnnrl.checkpoint import differences
 from gnnrl.env import EnvConfig
 from gnnrl.files import write_json
 from gnnrl.finetune import finetune, finetune_config
-from gnnrl.methods import LEARNING, METHODS, ONE_SHOT
+from gnnrl.methods import METHODS, ONE_SHOT
 from gnnrl.paths import default_weights
 from gnnrl.policy import apply_policy, read_policy
-from gnnrl.search import LEGACY, SearchConfig, evaluate_policy, make_env, search
+from gnnrl.search import LEGACY, SearchConfig, evaluate_policy, make_env, search, settings_read
 
 ROOT = Path(__file__).resolve().parents[1]
-GNN_ONLY = ("head", "critic", "descriptors", "pretrain_updates", "channels", "gnn_layers")
-"""Agent settings only GNN-RL's actor and critic read (gnnrl.agent.Actor / Critic, methods/rl.py)."""
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -80,12 +78,7 @@ def run_search(args: argparse.Namespace, data: gnnrl.Cifar, method: str, seed: i
         if args.existing:  # tabulated as run: its settings are in the row
             return row
         saved = row.get("config", settings)
-        if method not in LEARNING:  # no agent: its settings do not change the run
-            saved, settings = ({k: v for k, v in c.items() if k != "agent"} for c in (saved, settings))
-        elif method == "amc":  # AMC's plain MLPs read none of the GNN agent's settings (changed defaults included)
-            saved, settings = ({**c, "agent": {k: v for k, v in c.get("agent", {}).items() if k not in GNN_ONLY}}
-                               for c in (saved, settings))
-        if differences(saved, settings, defaults=LEGACY):
+        if differences(settings_read(saved), settings_read(settings), defaults=LEGACY):
             raise SystemExit(f"{folder} holds a run with other settings: delete it or choose another --name")
         return row
     model = gnnrl.create(args.model, weights=default_weights(args.model))

@@ -95,6 +95,23 @@ def test_amc_is_deterministic_and_resumes_exactly(cifar: Cifar, tmp_path: Path) 
     assert json.loads((tmp_path / "a" / "policy.json").read_text())["method"] == "amc"
 
 
+def test_an_amc_run_resumes_after_the_gnn_agent_defaults_changed(cifar: Cifar, tmp_path: Path) -> None:
+    """AMC reads none of the m-GNN agent's settings: a run made when their defaults were others resumes exactly,
+    while a GNN-RL run made so is still refused."""
+    from gnnrl.errors import GnnrlError
+
+    old = replace(TINY, method="amc", agent=replace(TINY.agent, head="graph", pretrain_updates=0, descriptors=False))
+    straight = search(r20(), cifar, replace(TINY, method="amc"), progress=False)
+    search(r20(), cifar, old, out_dir=tmp_path / "amc", progress=False, on_episode_end=lambda rec: rec["episode"] == 3)
+    resumed = search(r20(), cifar, replace(TINY, method="amc"), out_dir=tmp_path / "amc", resume=True, progress=False)
+    strip = [{k: v for k, v in h.items() if k not in TIMINGS} for h in straight.history]
+    assert [{k: v for k, v in h.items() if k not in TIMINGS} for h in resumed.history] == strip
+    gnn = replace(old, method="gnnrl")
+    search(r20(), cifar, gnn, out_dir=tmp_path / "gnn", progress=False, on_episode_end=lambda rec: rec["episode"] == 1)
+    with pytest.raises(GnnrlError, match=r"agent\.head: 'graph' → 'groups'"):
+        search(r20(), cifar, TINY, out_dir=tmp_path / "gnn", resume=True, progress=False)
+
+
 def test_cli_method_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "u"
     rc = main(["search", "--model", "resnet20", "--method", "uniform-internal", "--episodes", "2", "--val-size",

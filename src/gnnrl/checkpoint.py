@@ -8,6 +8,7 @@ keys that differ — never a silent mix of two runs.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,11 @@ def _short(value: Any) -> str:
 
 
 def load_for_resume(path: Path | None, config: dict[str, Any], map_location: Any = None,
-                    identity: dict[str, Any] | None = None, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+                    identity: dict[str, Any] | None = None, defaults: dict[str, Any] | None = None,
+                    view: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The checkpoint at `path` (weights_only), refusing a missing or unreadable file, other settings or inputs
-    (`defaults`: what settings added later did before, see `differences`)."""
+    (`defaults`: what settings added later did before, see `differences`; `view`: the part of both settings that
+    is compared, e.g. what the run's method reads)."""
     if path is None or not path.is_file():
         raise GnnrlError(f"--resume given but there is no checkpoint at {path}; start without --resume")
     try:
@@ -62,7 +65,8 @@ def load_for_resume(path: Path | None, config: dict[str, Any], map_location: Any
                          "damaged. Start over with --overwrite (or in another --out)") from e
     if not isinstance(saved, dict) or "config" not in saved:
         raise GnnrlError(f"{path} is not a gnnrl checkpoint; start over with --overwrite (or in another --out)")
-    diff = differences(saved["config"], config, defaults=defaults)
+    view = view or (lambda c: c)
+    diff = differences(view(saved["config"]), view(config), defaults=defaults)
     if diff:
         raise GnnrlError(f"{path} was made with other settings ({diff}); resume with those, or start a new run")
     if identity is not None:

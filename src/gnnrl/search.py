@@ -38,6 +38,8 @@ from .trace import TracedModel, trace
 LEGACY: dict[str, Any] = {"method": "gnnrl", "round_size": 1,
                           "agent": {"candidates": 1, "pretrain_updates": 0, "critic": "graph", "descriptors": False}}
 """What settings added later did before they existed: a checkpoint that lacks one resumes only with this value."""
+GNN_AGENT_ONLY = ("head", "critic", "descriptors", "pretrain_updates", "channels", "gnn_layers")
+"""Agent settings only GNN-RL's m-GNN actor and critic read (agent.Actor / Critic, methods/rl.py), not AMC's MLPs."""
 
 
 @dataclass(frozen=True)
@@ -219,7 +221,8 @@ def search(
         raise GnnrlError(f"{out} already holds a search; resume it (--resume), start over (--overwrite), or choose "
                          "another folder")
     identity = search_identity(model, data, config)
-    saved = load_for_resume(ckpt, _jsonable(config), identity=identity, defaults=LEGACY) if resume else None
+    saved = (load_for_resume(ckpt, _jsonable(config), identity=identity, defaults=LEGACY, view=settings_read)
+             if resume else None)
     # a resumed run predicts latency with the model its first part measured, not a new (noisy) one
     if saved and saved.get("latency"):
         latency = LatencyModel.from_dict(saved["latency"])
@@ -327,6 +330,18 @@ def _complete(roll: Rollout, accuracy: float) -> None:
     """Give a rollout played with deferred evaluation its accuracy and reward (−error, eq. 8)."""
     roll.info["accuracy"] = accuracy
     roll.reward = reward_of(accuracy)
+
+
+def settings_read(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of stored settings (`asdict(SearchConfig)`) that its method reads: a run is refused only for a
+    setting that changes it, not because a default the method never reads has changed since (no agent for random
+    and the one-shot methods, none of the m-GNN agent's own settings for AMC)."""
+    method = config.get("method", LEGACY["method"])
+    if method not in LEARNING:
+        return {k: v for k, v in config.items() if k != "agent"}
+    if method == "amc":
+        return {**config, "agent": {k: v for k, v in config.get("agent", {}).items() if k not in GNN_AGENT_ONLY}}
+    return config
 
 
 def _upgrade(saved: dict[str, Any]) -> dict[str, Any]:
