@@ -235,6 +235,8 @@ def main() -> None:
     ap.add_argument("--ablation", nargs="+", help="only summarise finished gnnrl runs of these --name variants "
                     "('' for the default run)")
     args = ap.parse_args()
+    if args.ft_epochs < 0:
+        ap.error(f"--ft-epochs ({args.ft_epochs}) must be 0 or more")
     if args.ablation:
         ablation(args)
         return

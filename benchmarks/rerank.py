@@ -116,9 +116,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--report", action="store_true", help="only tabulate finished reranks")
     args = ap.parse_args()
+    if args.k < 1 or args.steps < 1:
+        ap.error("--k and --steps must be 1 or more")
+    root = ROOT / "runs" / "compare" / args.model
+    missing = [f"{m}-s{s}" for s in args.seeds for m in args.methods if not (root / f"{m}-s{s}" / "row.json").is_file()]
+    if missing and not args.report:
+        ap.error(f"no finished comparison search in {root} for {', '.join(missing)}: run benchmarks/compare.py first")
     if args.threads:
         torch.set_num_threads(args.threads)
-    root = ROOT / "runs" / "compare" / args.model
     data = None if args.report else gnnrl.load_cifar(progress=False)
     rows = []
     for seed in args.seeds:
@@ -132,6 +137,8 @@ def main() -> None:
             rows.append(run(args, data, folder, seed))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "candidates"}), flush=True)
     if args.report:
+        if not rows:  # an empty table would replace the committed one
+            ap.error(f"no finished rerank in {root} for these methods and seeds; nothing written")
         report(args, rows)
 
 
