@@ -190,7 +190,9 @@ def test_compress_killed_mid_search_and_mid_finetune_resumes_to_the_uninterrupte
     wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     ea, eb = (json.loads((d / "eval.json").read_text()) for d in (a, b))
-    assert ea == eb
+    assert ea == eb  # the uniform-internal baseline's fine-tune too, killed or not
+    assert ea["baseline_after_ft"]["val"] > ea["baseline_before_ft"]["val"] and (b / "baseline/model.onnx").is_file()
+    assert "uniform-internal, after" in (b / "report.md").read_text()
     for name in ("report.md", "report.json", "ratios.png", "pareto.png", "rewards.png", "finetune.png",
                  "model.onnx", "deploy.json"):
         assert (b / name).is_file(), name
@@ -206,3 +208,27 @@ def test_compress_refuses_a_model_without_spec(cifar: Cifar, tmp_path: Path) -> 
 
     with pytest.raises(GnnrlError, match=r"gnnrl\.create"):
         compress(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), cifar, tmp_path / "x", quick_config())
+
+
+def test_report_states_the_measured_latency_against_the_budget(tmp_path: Path) -> None:
+    """A latency run's report says whether the measured latency met the budget, and shows the baseline's."""
+    from gnnrl.report import write_report
+
+    run = tmp_path / "run"
+    (run / "search").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"model": {"name": "resnet20"}, "budget": 0.7, "metric": "latency"}))
+    (run / "search" / "policy.json").write_text(json.dumps({"latency": {"predicted_ratio": 0.69, "batch_size": 1}}))
+    timing = {"median_ms": 1.0, "iqr_ms": 0.01, "rounds": 9}
+    rows = [{"engine": "onnxruntime", "batch": 1, "model": m, **timing} for m in ("original", "pruned", "baseline")]
+
+    def report(pruned: float) -> str:
+        check = {"name": "onnxruntime", "threads": 1, "batch": 1, "budget": 0.7,
+                 "networks": {"pruned": {"ratio": pruned, "iqr": 0.02, "rounds": 7},
+                              "baseline": {"ratio": 0.69, "iqr": 0.01, "rounds": 7}}}
+        (run / "deploy.json").write_text(json.dumps({"latency": rows, "threads": 1, "budget_check": check}))
+        write_report(run)
+        return (run / "report.md").read_text()
+
+    assert "measured 0.705 (IQR 0.020 over 7 interleaved rounds): met." in report(0.705)  # within its spread
+    text = report(0.75)
+    assert "measured 0.750" in text and "**NOT met**" in text and "uniform-internal at the same budget" in text

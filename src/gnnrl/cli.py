@@ -206,7 +206,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 def _add_search_args(p: argparse.ArgumentParser, episodes: int | None = 180) -> None:
     """Search flags; their defaults are the config dataclasses' (one source of truth)."""
     from .agent import DDPGConfig
-    from .env import EnvConfig
+    from .engines import ENGINES
+    from .env import PREDICTORS, EnvConfig
     from .methods import METHODS
     from .search import SearchConfig
 
@@ -214,9 +215,20 @@ def _add_search_args(p: argparse.ArgumentParser, episodes: int | None = 180) -> 
     p.add_argument("--budget", type=float, default=env.budget,
                    help="fraction of the original MACs/params/latency to keep, in (0, 1)")
     p.add_argument("--metric", default=env.metric, choices=("macs", "params", "latency"),
-                   help="what the budget limits; latency is predicted from ~12 pruned variants timed on this "
-                   "machine before the search, and the best network's is measured after it")
+                   help="what the budget limits; latency is that of --engine at --latency-batch and "
+                   "--latency-threads, predicted from a per-layer table timed on this machine (cached), and the best "
+                   "network's is measured after the search")
     p.add_argument("--latency-batch", type=int, default=env.latency_batch, help="batch size a latency budget is for")
+    p.add_argument("--latency-threads", type=int, default=env.latency_threads,
+                   help="engine threads a latency budget is for (and compress's latency comparison)")
+    p.add_argument("--engine", default=env.engine, choices=ENGINES,
+                   help="where the network will run: a latency budget and --round-to auto are measured there")
+    p.add_argument("--latency-model", default=env.latency_model, choices=PREDICTORS,
+                   help="latency predictor: a per-layer table on the engine (default) or the old linear fit on "
+                   "eager PyTorch")
+    p.add_argument("--round-to", default=None, metavar="auto|N",
+                   help="keep every pruned width a multiple of N (or whole): 'auto' measures the multiple that pays "
+                   "on --engine (8 or 16 on ONNX Runtime); default auto for --metric latency, 1 (any width) otherwise")
     p.add_argument("--episodes", type=int, default=episodes,
                    help=f"total episodes, warm-up included (paper: {search.episodes})")
     p.add_argument("--warmup", type=int, help=f"episodes of random actions first (default: a sixth of the episodes, "
@@ -309,8 +321,11 @@ def _search_config_from(args: argparse.Namespace, episodes: int) -> Any:
     if round_size < 1:
         raise GnnrlError(f"--round-size ({round_size}) must be at least 1")
     warmup = _warmup(args, episodes)
+    if args.latency_batch < 1 or args.latency_threads < 1:
+        raise GnnrlError("--latency-batch and --latency-threads must be at least 1")
     env = EnvConfig(budget=args.budget, metric=args.metric, max_steps=args.max_steps, bn_recal=args.bn_recal,
-                    latency_batch=args.latency_batch)
+                    latency_batch=args.latency_batch, engine=args.engine, latency_threads=args.latency_threads,
+                    latency_model=args.latency_model, round_to=_round_to(args))
     if args.pretrain_updates < 0:
         raise GnnrlError(f"--pretrain-updates ({args.pretrain_updates}) must be 0 or more")
     agent = replace(DDPGConfig(), head=args.head, candidates=args.candidates, descriptors=args.descriptors,
@@ -318,6 +333,23 @@ def _search_config_from(args: argparse.Namespace, episodes: int) -> Any:
     return SearchConfig(env=env, agent=agent, episodes=episodes, warmup=warmup,
                         seed=args.seed, val_from=args.val_from, val_size=args.val_size, method=args.method,
                         round_size=round_size)
+
+
+def _round_to(args: argparse.Namespace) -> int:
+    """--round-to as a number: 'auto' is measured on the engine (a second or two)."""
+    value = args.round_to if args.round_to is not None else ("auto" if args.metric == "latency" else "1")
+    if value == "auto":
+        from .engines import Engine
+        from .latency import cached_granularity
+
+        return cached_granularity(Engine(args.engine, args.latency_threads, args.latency_batch))
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise GnnrlError(f"--round-to must be 'auto' or a positive integer, not {value!r}")
+    return n
 
 
 def _warmup(args: argparse.Namespace, episodes: int) -> int:
@@ -403,8 +435,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
         pruned = apply_policy(model, args.policy)
     else:
         graph = trace(model, example)
-        ratios = args.ratio if args.ratio is not None else ratios_for_budget(graph, args.budget)
-        pruned = prune(graph, ratios=ratios)
+        round_to = _round_to(argparse.Namespace(round_to=args.round_to, metric="macs", engine="onnxruntime",
+                                                latency_threads=1, latency_batch=1))
+        ratios = args.ratio if args.ratio is not None else ratios_for_budget(graph, args.budget, round_to=round_to)
+        pruned = prune(graph, ratios=ratios, round_to=round_to)
     atomic_write(target, lambda p: save(pruned, p))
     out.print(f"{model.gnnrl_spec.name}: MACs {pruned.cost.macs / 1e6:.2f} M ({pruned.macs_ratio:.3f} of the "
               f"original), params {pruned.cost.params / 1e6:.3f} M "
@@ -448,7 +482,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
     search_cfg = _search_config_from(args, episodes)
     ft_epochs = args.epochs if args.epochs is not None else base.finetune.epochs
     config = replace(base, search=search_cfg, finetune=_finetune_config_from(args, ft_epochs),
-                     latency_threads=args.latency_threads, latency_batches=tuple(args.latency_batch_sizes))
+                     latency_threads=args.latency_threads, latency_batches=tuple(args.latency_batch_sizes),
+                     baseline=args.baseline)
     if min(config.latency_batches) < 1:
         raise GnnrlError("--latency-batch-sizes must be positive")
     parallel = _parallel_from(args)
@@ -558,6 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "MACs")
     p.add_argument("--method", default="uniform", choices=("uniform",),
                    help="with --budget: how ratios are spread over groups (uniform: one ratio for every group)")
+    p.add_argument("--round-to", default="1", metavar="auto|N",
+                   help="with --ratio/--budget: keep every width a multiple of N or whole ('auto': the multiple "
+                   "that pays on ONNX Runtime here, batch 1, 1 thread)")
     p.add_argument("--out", required=True, help="the pruned model file (.safetensors; rebuild with gnnrl.load)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_prune)
@@ -584,7 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "weights)")
     p.add_argument("--quick", action="store_true", help="a short search (24 episodes) and a 2-epoch fine-tune: "
                    "the demo, minutes on 2 cores")
-    p.add_argument("--latency-threads", type=int, default=1, help="threads for the latency comparison")
+    p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                   help="also prune, fine-tune the same way, evaluate and time uniform-internal at the same budget, "
+                   "engine and rounding, the strongest simple alternative (default: on; it doubles the fine-tune)")
     p.add_argument("--latency-batch-sizes", type=int, nargs="+", default=[1, 256], metavar="B",
                    help="batch sizes the original and pruned networks are timed at (default: 1 256; use smaller "
                    "ones for 224-pixel images on a CPU)")

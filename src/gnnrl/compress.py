@@ -13,6 +13,8 @@ without `resume` or `overwrite`; a resume with other settings is refused, naming
     RUN/finetune/           history.jsonl, checkpoint.pt, best.safetensors, model.safetensors
     RUN/model.safetensors   the result: best-on-val fine-tuned weights (gnnrl.load)
     RUN/model.onnx          the result in ONNX (original.onnx beside it, for the latency comparison)
+    RUN/baseline/           the strongest simple alternative, uniform-internal at the same budget, engine and
+                            rounding: search/, pruned.safetensors, finetune/ (the same fine-tune), model.onnx
     RUN/eval.json, deploy.json, report.json, report.md, *.png
 """
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from torch import nn
 from ._version import __version__
 from .checkpoint import differences
 from .data import Cifar
+from .engines import budget_check, machine
 from .env import EnvConfig, recalibrate_bn
 from .errors import GnnrlError
 from .evaluate import evaluate
@@ -39,6 +42,7 @@ from .files import atomic_write, prepare_run_dir, write_json
 from .finetune import finetune, finetune_config
 from .groups import analyze
 from .identity import model_identity
+from .latency import latency_from_dict
 from .methods import LEARNING
 from .parallel import ParallelConfig
 from .policy import apply_policy, read_policy
@@ -61,13 +65,16 @@ class CompressConfig:
     latency_threads: int = 1
     """intra-op threads for the latency comparison (fixed, so numbers compare across runs)"""
     latency_rounds: int = 15
+    baseline: bool = True
+    """also prune, fine-tune (the same schedule), evaluate and time uniform-internal at the same budget, engine and
+    rounding, so the report compares the result with the strongest simple alternative, not only the original"""
     eval_size: int | None = None
     """evaluate on class-balanced subsets of this many images (smoke runs); None: the full splits"""
 
 
-def quick_config(budget: float = 0.5, metric: str = "macs") -> CompressConfig:
+def quick_config(budget: float = 0.5, metric: str = "macs", round_to: int = 1) -> CompressConfig:
     """`--quick`: a 24-episode search and a 2-epoch distilled fine-tune — the README demo (minutes on 2 cores)."""
-    env = EnvConfig(budget=budget, metric=metric)
+    env = EnvConfig(budget=budget, metric=metric, round_to=round_to)
     return CompressConfig(search=SearchConfig(env=env, episodes=24, warmup=4),
                           finetune=finetune_config(epochs=2), latency_rounds=9)
 
@@ -81,7 +88,7 @@ def _check_identity(saved: dict[str, Any], now: dict[str, Any], path: Path) -> N
     """Refuse to resume a run made with another model, weights, data or settings; name what differs."""
     diff = differences({k: v for k, v in saved.items() if k != "data_source"},
                        {k: v for k, v in now.items() if k != "data_source"},
-                       defaults={"config": {"search": LEGACY, "finetune": {"val_size": 5000}}})
+                       defaults={"config": {"search": LEGACY, "finetune": {"val_size": 5000}, "baseline": False}})
     if diff:
         raise GnnrlError(f"{path} was made with other inputs or settings ({diff}); resume with the same ones, "
                          "or start a new --out")
@@ -201,6 +208,8 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
             (f", the first {config.search.warmup} with random actions" if config.search.method in LEARNING else ""))
         search(model, data, config.search, out_dir=sdir, resume=(sdir / "checkpoint.pt").is_file(),
                progress=progress, parallel=parallel)
+    if config.baseline:
+        _baseline_search(model, data, config, out, policy_path, progress, say)
     # 2. prune: replay the best policy exactly
     say("[2/6] prune: applying the best policy")
     pruned = apply_policy(model, policy_path)
@@ -221,6 +230,7 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
     if not (out / "model.safetensors").is_file():
         atomic_write(out / "model.safetensors", lambda p: shutil.copyfile(fdir / "best.safetensors", p))
     final = load(out / "model.safetensors")
+    alt = _baseline_finetune(model, data, config, out, progress, say) if config.baseline else None
     # 4. evaluate: original, pruned before fine-tuning (BN re-estimated as in the search), after
     if not (out / "eval.json").is_file():
         say("[4/6] evaluate on val, test_rest and test")
@@ -233,24 +243,45 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
         if recal is not None:
             recalibrate_bn(before, recal.images[: config.search.env.bn_recal], mean=recal.mean, std=recal.std)
         base_cost = pruned.base_cost
-        write_json(out / "eval.json", {
+        evaluation = {
             "original": _evaluate_all(model, splits), "pruned_before_ft": _evaluate_all(before, splits),
             "pruned_after_ft": _evaluate_all(final, splits), "images": {k: len(v) for k, v in splits.items()},
             "cost": {"original": asdict(base_cost), "pruned": asdict(pruned.cost),
                      "macs_ratio": pruned.cost.macs / base_cost.macs,
-                     "params_ratio": pruned.cost.params / base_cost.params}})
+                     "params_ratio": pruned.cost.params / base_cost.params}}
+        if alt is not None:
+            alt_before = load(out / "baseline" / "pruned.safetensors")
+            if recal is not None:
+                recalibrate_bn(alt_before, recal.images[: config.search.env.bn_recal], mean=recal.mean, std=recal.std)
+            alt_cost = apply_policy(model, out / "baseline" / "search" / "policy.json").cost
+            evaluation.update(baseline_before_ft=_evaluate_all(alt_before, splits),
+                              baseline_after_ft=_evaluate_all(alt, splits))
+            evaluation["cost"].update(baseline=asdict(alt_cost), baseline_macs_ratio=alt_cost.macs / base_cost.macs)
+        write_json(out / "eval.json", evaluation)
     # 5. export and latency
     if not (out / "deploy.json").is_file():
         say("[5/6] export to ONNX, measure latency and memory")
         example = torch.zeros(1, *data.image_shape)
         onnx = export_onnx(final, out / "model.onnx", example)
         export_onnx(model, out / "original.onnx", example)
-        rows = compare_latency({"original": model, "pruned": final},
-                               {"original": out / "original.onnx", "pruned": out / "model.onnx"},
-                               input_shape=tuple(example.shape[1:]), batch_sizes=config.latency_batches,
+        models, files = {"original": model, "pruned": final}, {"original": out / "original.onnx",
+                                                              "pruned": out / "model.onnx"}
+        if alt is not None:
+            export_onnx(alt, out / "baseline" / "model.onnx", example)
+            models["baseline"], files["baseline"] = alt, out / "baseline" / "model.onnx"
+        env = config.search.env
+        batches = tuple(sorted({*config.latency_batches, *([env.latency_batch] if env.metric == "latency" else [])}))
+        rows = compare_latency(models, files, input_shape=tuple(example.shape[1:]), batch_sizes=batches,
                                threads=config.latency_threads, rounds=config.latency_rounds)
+        check = None
+        if env.metric == "latency":  # the budget, measured on its own engine with many repeats per round
+            engine = env.latency_engine()
+            check = {**engine.to_dict(), "budget": env.budget,
+                     "networks": budget_check(engine, {k: v for k, v in models.items() if k != "original"}, model,
+                                              example, rounds=max(5, config.latency_rounds // 2))}
         write_json(out / "deploy.json", {
-            "onnx": asdict(onnx), "latency": rows, "threads": config.latency_threads,
+            "onnx": asdict(onnx), "latency": rows, "threads": config.latency_threads, "budget_check": check,
+            "machine": machine(),
             "memory": {"original": asdict(memory(model, example)), "pruned": asdict(memory(final, example))},
             "files": {"original_onnx": (out / "original.onnx").stat().st_size,
                       "pruned_onnx": (out / "model.onnx").stat().st_size,
@@ -258,6 +289,33 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
     # 6. report (always rebuilt: cheap, and picks up every file)
     say("[6/6] report")
     return CompressResult(out=out, report=write_report(out))
+
+
+def _baseline_search(model: nn.Module, data: Cifar, config: CompressConfig, out: Path, policy_path: Path,
+                     progress: bool, say: Any) -> None:
+    """uniform-internal at the search's budget, metric, engine and rounding, landed with the search's own latency
+    model (not a second, differently noisy fit): the alternative the result must beat."""
+    bdir = out / "baseline" / "search"
+    if (bdir / "policy.json").is_file():
+        return
+    say("[1/6] baseline: uniform-internal at the same budget, engine and rounding")
+    saved = json.loads(policy_path.read_text()).get("latency")
+    latency = latency_from_dict(saved["model"]) if saved and saved.get("model") else None
+    alt = replace(config.search, method="uniform-internal")
+    search(model, data, alt, out_dir=bdir, overwrite=True, progress=progress, latency=latency)
+
+
+def _baseline_finetune(model: nn.Module, data: Cifar, config: CompressConfig, out: Path, progress: bool,
+                       say: Any) -> nn.Module:
+    """The baseline pruned and given the same fine-tune as the result; its best-on-val weights."""
+    bdir = out / "baseline"
+    if not (bdir / "pruned.safetensors").is_file():
+        alt = apply_policy(model, bdir / "search" / "policy.json")
+        atomic_write(bdir / "pruned.safetensors", lambda p: save(alt, p))
+    if not (bdir / "finetune" / "train.json").is_file():
+        say(f"[3/6] fine-tune the baseline: the same {config.finetune.epochs} epochs")
+        _finetune(load(bdir / "pruned.safetensors"), model, data, config.finetune, bdir / "finetune", progress)
+    return load(bdir / "finetune" / "best.safetensors")
 
 
 def _finetune(student: nn.Module, teacher: nn.Module, data: Cifar, config: TrainConfig, out: Path,

@@ -28,15 +28,17 @@ from torch import nn
 
 from .cost import Cost
 from .data import MEAN, STD, Split, normalize
+from .engines import ENGINES, Engine
 from .errors import GnnrlError
 from .evaluate import DEFAULT_BATCH_SIZE, evaluate
 from .groups import analyze
 from .hierarchy import Hierarchy, build_hierarchy
-from .latency import LatencyModel, fit_latency_model
+from .latency import LatencyModel, TableModel, fit_latency_model, fit_table_model
 from .prune import PrunePlan, apply_plan, cost_after, original_cost, plan_from_removed, removal_orders
 from .trace import TracedModel, trace
 
 METRICS = ("macs", "params", "latency")
+PREDICTORS = ("table", "linear")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,20 @@ class EnvConfig:
     levels: int = 2
     latency_batch: int = 1
     """batch size the latency budget is measured at (metric 'latency')"""
+    engine: str = "onnxruntime"
+    """where the latency budget is measured (metric 'latency'): 'onnxruntime' or 'torch' (eager)"""
+    latency_threads: int = 1
+    """intra-op threads of the engine the latency budget is measured with"""
+    latency_model: str = "table"
+    """the latency predictor: 'table' (per-layer table on the engine, `gnnrl.latency.TableModel`) or 'linear'
+    (the first version: c0 + MACs + activations fitted on eager PyTorch)"""
+    round_to: int = 1
+    """every pruned width is a multiple of this (or the layer's full width): the channel granularity that pays
+    on the engine (8 or 16 on ONNX Runtime's CPU kernels, `gnnrl.latency.channel_granularity`); 1: any width"""
+
+    def latency_engine(self) -> Engine:
+        """The engine a latency budget is measured on."""
+        return Engine(self.engine, self.latency_threads, self.latency_batch)
 
 
 def recalibrate_bn(module: nn.Module, images: torch.Tensor, batch_size: int = 128,
@@ -100,6 +116,11 @@ class DNNGraphEnv(gym.Env):
             raise GnnrlError(f"unknown budget metric {config.metric!r}; choose one of {', '.join(METRICS)}")
         if not 0 < config.budget < 1:
             raise GnnrlError(f"budget {config.budget} must be a fraction in (0, 1)")
+        if config.engine not in ENGINES or config.latency_model not in PREDICTORS:
+            raise GnnrlError(f"unknown engine {config.engine!r} or latency model {config.latency_model!r}; choose "
+                             f"one of {', '.join(ENGINES)} and {', '.join(PREDICTORS)}")
+        if not isinstance(config.round_to, int) or config.round_to < 1:
+            raise GnnrlError(f"round_to must be a positive integer (1: any width), not {config.round_to!r}")
         self.config = config
         self.val = val
         # uint8, normalised batch by batch when used: a quarter of the memory (294 → 74 MB for 500 ImageNet crops)
@@ -115,14 +136,22 @@ class DNNGraphEnv(gym.Env):
         # per action: the group's free units, least important first (a group always loses a prefix)
         self.order = removal_orders(self.graph, self.group_ids, config.importance)
         self.sizes = np.array([len(o) for o in self.order])
-        self.latency: LatencyModel | None = None
+        self.allowed = [allowed_removed(o, config.round_to) for o in self.order]
+        """per group: the removal counts that leave a width divisible by `round_to` (or the full width), ascending"""
+        self.latency: LatencyModel | TableModel | None = None
         if config.metric == "latency":  # measured once here; pass the saved model to reproduce a run exactly
-            self.latency = latency or fit_latency_model(self.graph, config.latency_batch)
+            self.latency = latency or fit_latency(self.graph, config)
         self.base = self._metric(self.plan_for(np.zeros(len(self.sizes), dtype=np.int64)))
-        floor = self._metric(self.plan_for(self.sizes - 1))
+        self.most = np.array([a[-1] for a in self.allowed])
+        """channels removed per group at the smallest widths allowed"""
+        floor = self._metric(self.plan_for(self.most))
         if floor > config.budget * self.base:
-            raise GnnrlError(f"budget {config.budget} cannot be met: keeping one channel per group leaves "
-                             f"{floor / self.base:.3f} of the {config.metric}")
+            what = (f"the predicted latency on {config.engine} at batch {config.latency_batch} (what pruning channels "
+                    "cannot remove: per-layer dispatch and the layers it does not resize)"
+                    if config.metric == "latency" else f"the {config.metric}")
+            raise GnnrlError(f"budget {config.budget} cannot be met: keeping the fewest channels allowed per group "
+                             f"(round_to {config.round_to}) leaves {floor / self.base:.3f} of {what}; "
+                             f"ask for {floor / self.base + 0.02:.2f} or more")
         n_edges = self.hierarchy.comp.num_edges
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (n_edges, self.observation(None).shape[1]),
                                                 np.float32)
@@ -159,7 +188,18 @@ class DNNGraphEnv(gym.Env):
         frac = np.clip(action * scale, 0.0, self.config.max_step_ratio if cap is None else cap)
         left = self.sizes - self.removed
         more = np.floor(frac * left + 0.5).astype(np.int64)
-        return np.minimum(self.removed + more, self.sizes - 1)  # at least one channel survives
+        return self.snap(np.minimum(self.removed + more, self.sizes - 1))  # at least one channel survives
+
+    def snap(self, removed: np.ndarray) -> np.ndarray:
+        """`removed` moved, group by group, to the nearest allowed count (`allowed`) not below what the episode
+        has already removed (ties: fewer removed)."""
+        if self.config.round_to == 1:
+            return removed
+        out = np.empty_like(removed)
+        for i, (r, allowed) in enumerate(zip(removed, self.allowed, strict=True)):
+            ok = allowed[allowed >= self.removed[i]]
+            out[i] = ok[np.argmin(np.abs(ok - r))] if len(ok) else r
+        return out
 
     def metric_of(self, removed: np.ndarray) -> float:
         """The budgeted quantity (MACs, params or predicted latency) with `removed` channels per group."""
@@ -199,11 +239,12 @@ class DNNGraphEnv(gym.Env):
         while changed and metric < floor:
             changed = False
             for g in np.argsort(action, kind="stable"):
-                if removed[g] > self.removed[g]:
-                    removed[g] -= 1
+                fewer = self.allowed[g][(self.allowed[g] < removed[g]) & (self.allowed[g] >= self.removed[g])]
+                if len(fewer):
+                    was, removed[g] = removed[g], fewer[-1]
                     after = self.metric_of(removed)
                     if after > target:
-                        removed[g] += 1
+                        removed[g] = was
                     else:
                         changed, metric = True, after
         return removed
@@ -211,12 +252,23 @@ class DNNGraphEnv(gym.Env):
     def group_descriptors(self) -> np.ndarray:
         """Static descriptors of the prunable groups (A, 4), AMC's per-layer state: position in the network (group
         order, 0 to 1), width (/ the widest), share of the MACs (/ the largest), and the MACs share of the groups
-        after it."""
+        after it. With a latency budget two more columns (A, 6) tell the agent where channels are cheap: the share
+        of the predicted latency that pruning the group alone (to its fewest allowed channels) removes, and that
+        saving per channel removed (both / their largest)."""
         n = len(self.group_ids)
         macs = np.array([self.analysis.groups[g].macs for g in self.group_ids], dtype=np.float64)
         share = macs / max(macs.sum(), 1.0)
-        return np.stack([np.arange(n) / max(n - 1, 1), self.sizes / self.sizes.max(), share / share.max(),
-                         share[::-1].cumsum()[::-1] - share], 1)
+        columns = [np.arange(n) / max(n - 1, 1), self.sizes / self.sizes.max(), share / share.max(),
+                   share[::-1].cumsum()[::-1] - share]
+        if self.latency is not None:
+            saved = np.zeros(n)
+            for i in range(n):
+                alone = np.zeros(n, dtype=np.int64)
+                alone[i] = self.most[i]
+                saved[i] = max(0.0, 1.0 - self.metric_of(alone) / self.base)
+            per_channel = saved / np.maximum(self.most, 1)
+            columns += [saved / max(saved.max(), 1e-12), per_channel / max(per_channel.max(), 1e-12)]
+        return np.stack(columns, 1)
 
     def policy(self) -> dict[int, float]:
         """Cumulative fraction of each prunable group's channels removed so far: the episode's policy."""
@@ -300,6 +352,22 @@ class DNNGraphEnv(gym.Env):
         if accuracy is not None:
             info["accuracy"] = accuracy
         return info
+
+
+def fit_latency(graph: TracedModel, config: EnvConfig, progress: bool = False) -> LatencyModel | TableModel:
+    """The latency predictor `config` names, fitted on its engine (the linear one on eager PyTorch, as before)."""
+    if config.latency_model == "linear":
+        return fit_latency_model(graph, config.latency_batch, progress=progress)
+    return fit_table_model(graph, config.latency_engine(), config.round_to, progress=progress)
+
+
+def allowed_removed(order: np.ndarray, round_to: int) -> np.ndarray:
+    """The removal counts of a group (rows of `order`) that leave a width divisible by `round_to`, or the full
+    width, keeping at least one row; ascending. A group too narrow for any such cut can only stay whole."""
+    steps, width = order.shape[0], (order.shape[1] if order.ndim == 2 else 1)
+    counts = np.arange(steps)  # removing all `steps` would leave nothing
+    ok = (counts == 0) | (((steps - counts) * width) % round_to == 0)
+    return counts[ok]
 
 
 def reward_of(accuracy: float) -> float:

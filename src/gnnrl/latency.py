@@ -1,4 +1,14 @@
-"""Measured inference latency, and a model of it that a search can query thousands of times (metric 'latency').
+"""Measured inference latency, and models of it that a search can query thousands of times (metric 'latency').
+
+Two predictors, both fitted on the engine the network is deployed on (`gnnrl.engines.Engine`):
+
+- `TableModel` (the default, in the spirit of NetAdapt's and HALP's look-up tables): every distinct layer
+  configuration (conv or linear, at its pruned widths) is timed once, alone, on the engine and kept in a table on
+  disk keyed by CPU model, engine and version, threads and batch size; a network's latency is predicted as
+  c0 + c1 · (sum of its layers' table entries) + c2 · activation elements, the three coefficients fitted on a few
+  whole pruned networks timed on the same engine. The table sees what MACs cannot: on ONNX Runtime a width off
+  the CPU's channel block (8 or 16) runs on a slower kernel, so 25 channels can cost more than 32.
+- `LatencyModel` (the first version, kept as the 'linear' row of the comparison): the linear fit below.
 
 Timing every candidate network would cost more than evaluating it, and on a shared machine single timings
 drift by tens of percent. So, as in NetAdapt's look-up tables, latency is measured once per network family and
@@ -15,19 +25,25 @@ same numbers.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from .engines import Engine, LayerKey, conv_key, interleaved_ratio, seconds
 from .evaluate import inference_copy
+from .files import write_json
 from .groups import analyze
 from .ops.idmap import kept
+from .paths import cache_dir
 from .progress import progress_bar
 from .prune import PrunePlan, apply_plan, cost_after, make_plan
 from .trace import TracedModel
@@ -81,6 +97,11 @@ class LatencyModel:
         """Predicted seconds per batch."""
         c0, c1, c2 = self.coef
         return c0 + c1 * macs + c2 * activations
+
+    kind = "linear"
+
+    def flush(self) -> None:
+        """Nothing to save (the fit is all there is)."""
 
     def predict_plan(self, graph: TracedModel, plan: PrunePlan, macs: float | None = None) -> float:
         """Predicted seconds per batch of `graph` pruned by `plan` (pass `macs` when already known)."""
@@ -186,3 +207,231 @@ def measured_ratio(graph: TracedModel, plan: PrunePlan, batch_size: int = 1, rou
     # both inference copies built once; only the timings alternate
     pruned, original = (inference_copy(m, x[:1]) for m in (apply_plan(graph, plan), graph.module))
     return statistics.median(_time(pruned, x, repeats) / _time(original, x, repeats) for _ in range(rounds))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The per-layer table (metric 'latency', predictor 'table')
+
+
+class LayerTable:
+    """Seconds of each layer configuration on one engine, each timed once (`measure`) and kept in `path`."""
+
+    def __init__(self, engine: Engine, entries: dict[str, float] | None = None,
+                 measure: Callable[[LayerKey], float] | None = None, path: Path | None = None) -> None:
+        self.engine = engine
+        self.measure = measure or (lambda key: seconds(engine.layer(key)))
+        self.path = path
+        self.entries: dict[str, float] = {**(_read_table(path, engine) if path else {}), **(entries or {})}
+        self.new = 0
+        """entries measured since the last `save`"""
+
+    def __call__(self, key: LayerKey) -> float:
+        """Seconds of one layer of configuration `key` (timed now if the table lacks it)."""
+        name = json.dumps(list(key))
+        value = self.entries.get(name)
+        if value is None:
+            value = self.entries[name] = float(self.measure(key))
+            self.new += 1
+        return value
+
+    def save(self) -> None:
+        """Write the table (merged with what is on disk) if it has new entries; a cache that cannot be written is
+        skipped with a warning, never an error (it only saves time)."""
+        if self.path is None or not self.new:
+            return
+        merged = {**_read_table(self.path, self.engine), **self.entries}
+        try:
+            write_json(self.path, {"fingerprint": self.engine.fingerprint(), "entries": merged})
+            self.new = 0
+        except OSError as e:
+            import warnings
+
+            warnings.warn(f"latency table not saved to {self.path}: {e.strerror or e}", UserWarning, stacklevel=2)
+
+
+def _read_table(path: Path, engine: Engine) -> dict[str, float]:
+    """The entries of a saved table for this engine; {} when missing, damaged or made on another machine."""
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("fingerprint") != engine.fingerprint():
+            return {}
+        return {str(k): float(v) for k, v in saved["entries"].items() if math.isfinite(float(v)) and float(v) > 0}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}  # a damaged cache is rebuilt by measuring again
+
+
+def table_path(engine: Engine) -> Path:
+    """Where the layer table of `engine` is cached: `<cache_dir>/latency/<engine fingerprint>.json`."""
+    return cache_dir() / "latency" / engine.cache_name()
+
+
+def layer_keys(graph: TracedModel, keep: np.ndarray) -> list[LayerKey]:
+    """The table keys of the network's convs and linears at the widths `keep` leaves them."""
+    keys = []
+    for m in analyze(graph).modules:
+        mod = m.module
+        if isinstance(mod, nn.Conv2d):
+            keys.append(conv_key(mod, len(kept(m.in_units, keep)), len(kept(m.out_units, keep)),
+                                 (int(m.in_shape[-2]), int(m.in_shape[-1]))))
+        elif isinstance(mod, nn.Linear):
+            keys.append(("linear", len(kept(m.in_units, keep)), len(kept(m.out_units, keep))))
+    return keys
+
+
+@dataclass
+class TableModel:
+    """seconds per batch ≈ c0 + c1 · Σ table(layer) + c2 · activation elements, on `engine`."""
+
+    engine: Engine
+    table: LayerTable
+    coef: tuple[float, float, float]
+    samples: tuple[tuple[float, float, float], ...]
+    """(sum of table entries, activation elements, measured seconds) of each network the fit used"""
+    kind: str = "table"
+
+    @property
+    def batch_size(self) -> int:
+        return self.engine.batch
+
+    def layer_sum(self, graph: TracedModel, keep: np.ndarray) -> float:
+        """Sum of the table entries of the network's layers at the widths `keep` leaves them."""
+        return sum(self.table(k) for k in layer_keys(graph, keep))
+
+    def predict(self, layer_sum: float, activations: float) -> float:
+        """Predicted seconds per batch from the two features."""
+        c0, c1, c2 = self.coef
+        return c0 + c1 * layer_sum + c2 * activations
+
+    def predict_plan(self, graph: TracedModel, plan: PrunePlan, macs: float | None = None) -> float:
+        """Predicted seconds per batch of `graph` pruned by `plan` (`macs` is not needed: the table has it)."""
+        return self.predict(self.layer_sum(graph, plan.keep), activation_elements(graph, plan.keep))
+
+    @property
+    def max_relative_error(self) -> float:
+        """Largest |predicted − measured| / measured over the fitted networks."""
+        return max(abs(self.predict(t, a) - s) / s for t, a, s in self.samples)
+
+    def flush(self) -> None:
+        """Save the layer table's new entries to its cache file."""
+        self.table.save()
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON/checkpoint-friendly form, with every table entry used so far (inverse: `latency_from_dict`)."""
+        return {"kind": "table", "engine": self.engine.to_dict(), "coef": list(self.coef),
+                "samples": [list(s) for s in self.samples], "entries": dict(self.table.entries),
+                "batch_size": self.engine.batch}
+
+
+def latency_from_dict(d: dict[str, Any], measure: Callable[[LayerKey], float] | None = None
+                      ) -> LatencyModel | TableModel:
+    """A saved latency model of either kind (a saved table answers what it holds, and times what it lacks)."""
+    if d.get("kind", "linear") == "linear":
+        return LatencyModel.from_dict(d)
+    engine = Engine(**d["engine"])
+    table = LayerTable(engine, {str(k): float(v) for k, v in d["entries"].items()}, measure)
+    return TableModel(engine, table, tuple(float(c) for c in d["coef"]),  # type: ignore[arg-type]
+                      tuple(tuple(float(v) for v in s) for s in d["samples"]))
+
+
+NetworkSeconds = Callable[[nn.Module, nn.Module], tuple[float, float]]
+"""(seconds of the pruned network, seconds of the original), timed interleaved on the engine (injected in tests)"""
+
+
+def engine_pair_timer(engine: Engine, example: torch.Tensor, rounds: int = 3) -> NetworkSeconds:
+    """The real `NetworkSeconds`: both networks built for `engine` and timed alternately, `rounds` times; the
+    pruned network's seconds are its median ratio to the original times the original's median (drift cancels)."""
+    def timer(pruned: nn.Module, original: nn.Module) -> tuple[float, float]:
+        ratio, base = interleaved_ratio(engine.network(pruned, example), engine.network(original, example), rounds)
+        return ratio * base, base
+    return timer
+
+
+def fit_table_model(graph: TracedModel, engine: Engine, round_to: int = 1, networks: int = 8, seed: int = 0,
+                    progress: bool = False, table: LayerTable | None = None,
+                    network_seconds: NetworkSeconds | None = None) -> TableModel:
+    """Time `networks` pruned variants (widths rounded to `round_to`) whole on `engine`, next to the original,
+    and fit the table model's three coefficients to them (c1, c2 ≥ 0; c0 free: the isolated layers include
+    layout changes and dispatch that a whole network shares, so c0 may be negative)."""
+    table = table if table is not None else LayerTable(engine, path=table_path(engine))
+    timer = network_seconds or engine_pair_timer(engine, graph.example_input)
+    rng = np.random.default_rng(seed)
+    groups = [g.id for g in analyze(graph).groups if g.prunable]
+    model = TableModel(engine, table, (0.0, 1.0, 0.0), ())
+    samples = []
+    bar = progress_bar(progress, counts=True, transient=True)
+    levels = np.linspace(0.0, 0.85, networks)
+    task = bar.add_task(f"timing pruned variants on {engine.name} (batch {engine.batch})", total=networks, info="")
+    with bar:
+        for level in levels:
+            ratios = {g: float(np.clip(level * rng.uniform(0.3, 1.7), 0.0, 0.95)) for g in groups}
+            plan = make_plan(graph, ratios, round_to=round_to)
+            pruned_s, _ = timer(apply_plan(graph, plan), graph.module)
+            samples.append((model.layer_sum(graph, plan.keep), float(activation_elements(graph, plan.keep)),
+                            float(pruned_s)))
+            bar.update(task, advance=1, info=f"{1000 * pruned_s:.2f} ms")
+    table.save()
+    return TableModel(engine, table, _fit_free_intercept(samples), tuple(samples))
+
+
+def _fit_free_intercept(samples: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """Least squares on relative error, c0 free and c1, c2 ≥ 0 (the best of the feature subsets with c0)."""
+    x = np.array([[1.0, t, a] for t, a, _ in samples])
+    y = np.array([s for *_, s in samples])
+    scale = np.maximum(np.abs(x).max(0), 1e-30)
+    w = 1.0 / y
+    best: tuple[float, np.ndarray] | None = None
+    for cols in ((0, 1, 2), (0, 1), (0, 2), (1,), (0,)):
+        sub = x[:, cols] / scale[list(cols)]
+        c, *_ = np.linalg.lstsq(sub * w[:, None], y * w, rcond=None)
+        if (c[1:] < 0).any() if cols[0] == 0 else (c < 0).any():
+            continue
+        full = np.zeros(3)
+        full[list(cols)] = c / scale[list(cols)]
+        err = float(np.sum(((x @ full - y) * w) ** 2))
+        if best is None or err < best[0]:
+            best = (err, full)
+    assert best is not None  # the constant alone always fits
+    return (float(best[1][0]), float(best[1][1]), float(best[1][2]))
+
+
+def engine_ratio(graph: TracedModel, plan: PrunePlan, engine: Engine, rounds: int = 5) -> float:
+    """Measured latency of the pruned network / the original's on `engine`, interleaved (drift cancels)."""
+    pruned, original = engine.network(apply_plan(graph, plan), graph.example_input), \
+        engine.network(graph.module, graph.example_input)
+    return interleaved_ratio(pruned, original, rounds)[0]
+
+
+def channel_granularity(engine: Engine, network_seconds: Callable[[int], float] | None = None) -> int:
+    """The channel multiple that pays on `engine`, measured: the largest g in 16, 8, 4 for which a chain of
+    3×3 convs of width 4g costs clearly less per MAC (≤ 0.85×) than one of width 4g − g/2; 1 if none does.
+
+    `network_seconds(width)` times the chain (injected in tests)."""
+    def chain_seconds(width: int) -> float:
+        chain = nn.Sequential(*[nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU()) for _ in range(4)])
+        return seconds(engine.network(chain, torch.zeros(1, width, 16, 16)), target_s=0.05)
+
+    timer = network_seconds or chain_seconds
+    for g in (16, 8, 4):
+        aligned, off = 4 * g, 4 * g - g // 2
+        per_mac = (timer(aligned) / aligned**2) / (timer(off) / off**2)
+        if per_mac <= 0.85:
+            return g
+    return 1
+
+
+def cached_granularity(engine: Engine) -> int:
+    """`channel_granularity(engine)`, measured once per machine and engine and kept beside the layer table, so that
+    `--round-to auto` means the same number in every run here (a resumed run included)."""
+    path = table_path(engine).with_name("granularity-" + engine.cache_name())
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("fingerprint") == engine.fingerprint() and int(saved["granularity"]) >= 1:
+            return int(saved["granularity"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass  # missing or damaged: measured again
+    g = channel_granularity(engine)
+    try:
+        write_json(path, {"fingerprint": engine.fingerprint(), "granularity": g})
+    except OSError:
+        pass  # only a cache
+    return g

@@ -138,14 +138,14 @@ class EvalWorker:
         import ray
 
         from .env import DNNGraphEnv
-        from .latency import LatencyModel
+        from .latency import latency_from_dict
 
         torch.set_num_threads(max(1, threads))
         # `shared` holds object-store references (model, validation split, recalibration images and their
         # normalisation), fetched here once; nested in a list, Ray passes the references themselves, so the
         # driver's copies stay the only ones and a replacement actor fetches the same objects
         model, val, recal = ray.get(shared)
-        self.env = DNNGraphEnv(model, val, env_config, None, LatencyModel.from_dict(latency) if latency else None)
+        self.env = DNNGraphEnv(model, val, env_config, None, latency_from_dict(latency) if latency else None)
         self.env.recal_images, self.env.recal_norm = recal
         if torch.cuda.is_available() and _assigned_gpus():
             self.env.device = torch.device("cuda")

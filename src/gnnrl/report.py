@@ -42,6 +42,8 @@ def collect(run: str | Path) -> dict[str, Any]:
     if policy:
         rep["search"] = {k: policy.get(k) for k in ("val_top1", "uniform_val_top1", "macs_ratio", "params_ratio",
                                                     "episode", "episodes_run", "budget", "metric", "method")}
+        if policy.get("latency"):
+            rep["search_latency"] = {k: v for k, v in policy["latency"].items() if k != "model"}
     for name in ("eval", "deploy"):
         value = _read_json(run / f"{name}.json")
         if value is not None:
@@ -65,38 +67,61 @@ def markdown(rep: dict[str, Any]) -> str:
     metric = {"macs": "MACs", "params": "parameters"}.get(r["metric"], r["metric"])
     lines = [f"# gnnrl compress: {r['model']['name']} at {r['budget']:.0%} of the {metric}", ""]
     orig, before, after = ev.get("original", {}), ev.get("pruned_before_ft", {}), ev.get("pruned_after_ft", {})
+    alt_before, alt_after = ev.get("baseline_before_ft"), ev.get("baseline_after_ft")
+    alt = alt_after is not None
     cost = ev.get("cost", {})
     files = dep.get("files", {})
-    lines += ["| | original | pruned, before fine-tune | pruned, after fine-tune |", "|---|---|---|---|"]
-    for split, label in (("test", "top-1 test (10k) %"), ("test_rest", "top-1 test_rest (5k, unseen) %"),
-                         ("val", "top-1 val (5k, searched on) %")):
-        lines.append(f"| {label} | {_fmt(orig.get(split))} | {_fmt(before.get(split))} | {_fmt(after.get(split))} |")
+    head = "| | original | pruned, before fine-tune | pruned, after fine-tune |"
+    lines += [head + (" uniform-internal, before | uniform-internal, after |" if alt else ""),
+              "|---|---|---|---|" + ("---|---|" if alt else "")]
+    images = ev.get("images", {})
+    for split, label in (("test", "top-1 test %"), ("test_rest", "top-1 test_rest (unseen) %"),
+                         ("val", "top-1 val (searched on) %")):
+        n = sum(images.values()) if split == "test" else images.get(split)
+        label = label.replace(" %", f" ({n} images) %") if n else label
+        extra = f" {_fmt(alt_before.get(split))} | {_fmt(alt_after.get(split))} |" if alt else ""
+        lines.append(f"| {label} | {_fmt(orig.get(split))} | {_fmt(before.get(split))} | {_fmt(after.get(split))} |"
+                     + extra)
     if cost:
         o, p = cost["original"], cost["pruned"]
+        b = cost.get("baseline")
+        extra = f" {b['macs'] / 1e6:.2f} ({b['macs'] / o['macs']:.3f}×) | ← |" if alt and b else (" | |" if alt else "")
         lines.append(f"| MACs (M) | {o['macs'] / 1e6:.2f} | {p['macs'] / 1e6:.2f} "
-                     f"({p['macs'] / o['macs']:.3f}×) | ← |")
+                     f"({p['macs'] / o['macs']:.3f}×) | ← |" + extra)
         lines.append(f"| params (M) | {o['params'] / 1e6:.3f} | {p['params'] / 1e6:.3f} "
-                     f"({p['params'] / o['params']:.3f}×) | ← |")
+                     f"({p['params'] / o['params']:.3f}×) | ← |" + (" | |" if alt else ""))
     if files:
-        lines.append(f"| ONNX file (KB) | {files['original_onnx'] / 1024:.0f} | | {files['pruned_onnx'] / 1024:.0f} |")
-        lines.append(f"| safetensors (KB) | | | {files['pruned_safetensors'] / 1024:.0f} |")
+        lines.append(f"| ONNX file (KB) | {files['original_onnx'] / 1024:.0f} | | {files['pruned_onnx'] / 1024:.0f} |"
+                     + (" | |" if alt else ""))
+        lines.append(f"| safetensors (KB) | | | {files['pruned_safetensors'] / 1024:.0f} |" + (" | |" if alt else ""))
     mem = dep.get("memory", {})
     if mem:
         o, p = mem["original"], mem["pruned"]
         lines.append(f"| weights + peak activations per image (KB) | {o['weight_bytes'] / 1024:.0f} + "
                      f"{o['peak_activation_bytes'] / 1024:.0f} | | {p['weight_bytes'] / 1024:.0f} + "
-                     f"{p['peak_activation_bytes'] / 1024:.0f} |")
+                     f"{p['peak_activation_bytes'] / 1024:.0f} |" + (" | |" if alt else ""))
     lat = dep.get("latency", [])
     if lat:
+        has_alt = any(x["model"] == "baseline" for x in lat)
         lines += ["", f"Latency (ms per batch, median ± IQR over interleaved rounds, {dep.get('threads')} thread(s); "
-                  "PyTorch = inference copy with folded BN, channels-last):", "",
-                  "| engine | batch | original | pruned | speed-up |", "|---|---|---|---|---|"]
+                  "PyTorch = inference copy with folded BN, channels-last; a timing whose IQR exceeds a quarter of "
+                  "its median is marked ⚠, too noisy to trust):", "",
+                  "| engine | batch | original | pruned | speed-up |" + (" uniform-internal | speed-up |" if has_alt
+                                                                       else ""),
+                  "|---|---|---|---|---|" + ("---|---|" if has_alt else "")]
         keys = sorted({(x["engine"], x["batch"]) for x in lat}, key=lambda k: (k[0] != "pytorch", k[1]))
         for engine, batch in keys:
             rows = {x["model"]: x for x in lat if x["engine"] == engine and x["batch"] == batch}
             o, p = rows["original"], rows["pruned"]
-            lines.append(f"| {engine} | {batch} | {o['median_ms']:.2f} ± {o['iqr_ms']:.2f} | "
-                         f"{p['median_ms']:.2f} ± {p['iqr_ms']:.2f} | {o['median_ms'] / p['median_ms']:.2f}× |")
+            cells = [f"{_ms(o)}", f"{_ms(p)}", f"{o['median_ms'] / p['median_ms']:.2f}×"]
+            if "baseline" in rows:
+                cells += [_ms(rows["baseline"]), f"{o['median_ms'] / rows['baseline']['median_ms']:.2f}×"]
+            lines.append(f"| {engine} | {batch} | " + " | ".join(cells) + " |")
+        lines += _budget_lines(r, rep.get("search_latency"), dep.get("budget_check"))
+        m = dep.get("machine")
+        if m:
+            lines += ["", f"Timed on {m['cpu']} ({m['cores']} usable cores), torch {m['torch']}, onnxruntime "
+                      f"{m['onnxruntime']}."]
     onnx = dep.get("onnx", {})
     if onnx:
         lines += ["", f"ONNX (opset {onnx['opset']}, dynamic batch) vs PyTorch: max |Δ logits| "
@@ -112,9 +137,33 @@ def markdown(rep: dict[str, Any]) -> str:
         kd = f"KD w={cfg.get('kd_weight')} T={cfg.get('kd_temperature')}" if cfg.get("kd_weight") else "no KD"
         lines += [f"Fine-tune: {ft['epochs']} epochs (lr {cfg.get('lr')}, {kd}), best val {ft['best_val_top1']:.2f} % "
                   f"at epoch {ft['best_epoch']} (the weights kept)."]
-    lines += ["", "Plots: ratios.png (kept channels per layer), pareto.png (val top-1 vs MACs per episode), "
+    lines += ["", "Plots: ratios.png (kept channels per layer), pareto.png (every searched episode's val top-1 "
+              "before fine-tuning against its budget metric: the trade-off the search saw), "
               "rewards.png, finetune.png."]
     return "\n".join(lines) + "\n"
+
+
+def _ms(t: dict[str, Any]) -> str:
+    """A timing cell: median ± IQR, flagged when the spread is too large to trust."""
+    flag = " ⚠" if t["iqr_ms"] > 0.25 * t["median_ms"] else ""
+    return f"{t['median_ms']:.2f} ± {t['iqr_ms']:.2f}{flag}"
+
+
+def _budget_lines(run: dict[str, Any], predicted: dict[str, Any] | None, check: dict[str, Any] | None) -> list[str]:
+    """For a latency budget: the measured latency of the result (and the baseline) against it, on its engine."""
+    if run.get("metric") != "latency" or not check:
+        return []
+    pruned = check["networks"]["pruned"]
+    # met when the budget lies within the measurement's own spread (half its inter-quartile range)
+    verdict = "met" if pruned["ratio"] - pruned["iqr"] / 2 <= check["budget"] else "**NOT met**"
+    text = (f"Latency budget {check['budget']:.2f} of the original on {check['name']} at batch {check['batch']} "
+            f"({check['threads']} thread(s)): predicted {_fmt((predicted or {}).get('predicted_ratio'), '.3f')}, "
+            f"measured {pruned['ratio']:.3f} (IQR {pruned['iqr']:.3f} over {pruned['rounds']} interleaved rounds): "
+            f"{verdict}.")
+    if "baseline" in check["networks"]:
+        b = check["networks"]["baseline"]
+        text += f" uniform-internal at the same budget and rounding: {b['ratio']:.3f} (IQR {b['iqr']:.3f})."
+    return ["", text]
 
 
 def _savefig(fig: Any, path: Path) -> None:
@@ -147,8 +196,10 @@ def plot_ratios(layers: list[dict[str, Any]], path: Path, title: str) -> None:
     _savefig(fig, path)
 
 
-def plot_pareto(history: list[dict[str, Any]], path: Path, uniform: tuple[float, float] | None) -> None:
-    """Validation top-1 against MACs ratio of every searched episode, with the best and the uniform baseline."""
+def plot_pareto(history: list[dict[str, Any]], path: Path, uniform: tuple[float, float] | None,
+                x_key: str = "macs_ratio") -> None:
+    """Validation top-1 against the MACs (or predicted latency, `x_key`) ratio of every searched episode, with the
+    best and the uniform baseline."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,15 +211,16 @@ def plot_pareto(history: list[dict[str, Any]], path: Path, uniform: tuple[float,
     for phase, (color, label) in styles.items():
         rows = [r for r in history if r.get("phase", "agent") == phase]
         if rows:
-            ax.scatter([r["macs_ratio"] for r in rows], [r["val_top1"] for r in rows], s=12, color=color,
+            ax.scatter([r.get(x_key) for r in rows], [r["val_top1"] for r in rows], s=12, color=color,
                        alpha=0.7, label=label)
     best = max(history, key=lambda r: r["val_top1"])
-    ax.scatter([best["macs_ratio"]], [best["val_top1"]], marker="*", s=160, color="tab:red",
+    ax.scatter([best.get(x_key)], [best["val_top1"]], marker="*", s=160, color="tab:red",
                label=f"best ({best['val_top1']:.2f} %, episode {best['episode']})", zorder=3)
     if uniform is not None:
         ax.scatter([uniform[0]], [uniform[1]], marker="s", s=50, color="tab:green",
                    label=f"uniform L1 ({uniform[1]:.2f} %)", zorder=3)
-    ax.set_xlabel("MACs of the pruned network / original")
+    ax.set_xlabel("MACs of the pruned network / original" if x_key == "macs_ratio"
+                  else "predicted latency of the pruned network / original")
     ax.set_ylabel("val top-1 before fine-tuning (%)")
     ax.legend(fontsize=7, loc="lower right")
     _savefig(fig, path)
@@ -213,7 +265,9 @@ def write_report(run: str | Path) -> dict[str, Any]:
     if history:
         uniform = (policy["uniform_macs_ratio"], policy["uniform_val_top1"]) if "uniform_macs_ratio" in policy \
             else None
-        plot_pareto(history, run / "pareto.png", uniform)
+        latency = all(h.get("latency_ratio") is not None for h in history)
+        plot_pareto(history, run / "pareto.png", None if latency else uniform,
+                    "latency_ratio" if latency else "macs_ratio")
         plot_rewards(history, run / "rewards.png", sum(r.get("phase") == "warmup" for r in history),
                      float(policy.get("uniform_val_top1", float("nan"))))
     if "finetune" in rep:

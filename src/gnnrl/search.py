@@ -23,12 +23,12 @@ from torch import nn
 from .agent import DDPGConfig
 from .checkpoint import load_for_resume
 from .data import Cifar, Split
-from .env import DNNGraphEnv, EnvConfig, removed_key, reward_of, uniform_removed
+from .env import DNNGraphEnv, EnvConfig, fit_latency, removed_key, reward_of, uniform_removed
 from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
 from .files import atomic_write, torch_save, write_json, write_text
 from .identity import model_identity
-from .latency import LatencyModel, fit_latency_model, measured_ratio
+from .latency import LatencyModel, TableModel, engine_ratio, latency_from_dict, measured_ratio
 from .methods import LEARNING, METHODS, ONE_SHOT, Method, Rollout, make_method
 from .parallel import Evaluation, Evaluator, ParallelConfig, make_evaluator
 from .progress import progress_bar
@@ -36,9 +36,12 @@ from .prune import cost_after, original_cost
 from .trace import TracedModel, trace
 
 LEGACY: dict[str, Any] = {"method": "gnnrl", "round_size": 1,
-                          "agent": {"candidates": 1, "pretrain_updates": 0, "critic": "graph", "descriptors": False}}
+                          "agent": {"candidates": 1, "pretrain_updates": 0, "critic": "graph", "descriptors": False},
+                          "env": {"engine": "torch", "latency_model": "linear", "latency_threads": 1, "round_to": 1}}
 """What settings added later did before they existed: a checkpoint that lacks one resumes only with this value."""
 GNN_AGENT_ONLY = ("head", "critic", "descriptors", "pretrain_updates", "channels", "gnn_layers")
+LATENCY_ONLY = ("engine", "latency_model", "latency_threads", "latency_batch")
+"""Env settings only a latency budget reads."""
 """Agent settings only GNN-RL's m-GNN actor and critic read (agent.Actor / Critic, methods/rl.py), not AMC's MLPs."""
 
 
@@ -168,7 +171,7 @@ def search_identity(model: nn.Module, data: Cifar, config: SearchConfig) -> dict
     return {"model": model_identity(model), "dataset": data.name, "val_sha256": val.fingerprint()}
 
 
-def make_env(model: nn.Module, data: Cifar, config: SearchConfig, latency: LatencyModel | None = None,
+def make_env(model: nn.Module, data: Cifar, config: SearchConfig, latency: LatencyModel | TableModel | None = None,
              progress: bool = False) -> DNNGraphEnv:
     """The search's environment: val split per `config`, BN recalibration images from the training split, and
     for a latency budget the latency model (`latency`, or fitted here on timed variants of `model`)."""
@@ -177,7 +180,7 @@ def make_env(model: nn.Module, data: Cifar, config: SearchConfig, latency: Laten
     source: nn.Module | TracedModel = model
     if config.env.metric == "latency" and latency is None:
         source = trace(model, torch.zeros(1, *val.image_shape))
-        latency = fit_latency_model(source, config.env.latency_batch, progress=progress, warn=_warn)
+        latency = fit_latency(source, config.env, progress=progress)
     return DNNGraphEnv(source, val, config.env, recal, latency)
 
 
@@ -205,7 +208,7 @@ def search(
     progress: bool = True,
     on_episode_end: Callable[[dict[str, Any]], bool | None] | None = None,
     overwrite: bool = False,
-    latency: LatencyModel | None = None,
+    latency: LatencyModel | TableModel | None = None,
     parallel: ParallelConfig | None = None,
 ) -> SearchResult:
     """Run the search (`config.method`); with `out_dir`, write policy.json, history.jsonl, rewards.png, checkpoints.
@@ -225,7 +228,7 @@ def search(
              if resume else None)
     # a resumed run predicts latency with the model its first part measured, not a new (noisy) one
     if saved and saved.get("latency"):
-        latency = LatencyModel.from_dict(saved["latency"])
+        latency = latency_from_dict(saved["latency"])
     env = make_env(model, data, config, latency, progress)
     method = make_method(env, config)
     rng = np.random.default_rng(config.seed)
@@ -246,7 +249,7 @@ def search(
         evaluator.close()
     if env.latency is not None and state.best is not None:  # the prediction, checked against a measurement
         best_plan = env.plan_for(np.array(state.best["removed"]))
-        state.measured_latency_ratio = measured_ratio(env.graph, best_plan, env.config.latency_batch)
+        state.measured_latency_ratio = measured_latency(env, best_plan)
         if out:
             _write_outputs(out, env, config, state, uniform, identity, plot=False)
     if out and state.history:
@@ -304,6 +307,8 @@ def _run(env: DNNGraphEnv, method: Method, evaluator: Evaluator, config: SearchC
                 last = state.episode == episodes
                 _write_outputs(out, env, config, state, uniform, identity,
                                plot=last or state.episode % 10 < len(played))
+                if env.latency is not None:
+                    env.latency.flush()  # the layer table's new entries, for the next search on this machine
                 torch_save({"config": _jsonable(config), "identity": identity,
                             "method": method.state_dict(), "rng": rng.bit_generator.state,
                             "torch_rng": torch.get_rng_state(), "cache": dict(env.cache),
@@ -337,11 +342,21 @@ def settings_read(config: dict[str, Any]) -> dict[str, Any]:
     setting that changes it, not because a default the method never reads has changed since (no agent for random
     and the one-shot methods, none of the m-GNN agent's own settings for AMC)."""
     method = config.get("method", LEGACY["method"])
+    env = config.get("env", {})
+    if env.get("metric") != "latency":  # the engine and its predictor do not change a MACs or params search
+        config = {**config, "env": {k: v for k, v in env.items() if k not in LATENCY_ONLY}}
     if method not in LEARNING:
         return {k: v for k, v in config.items() if k != "agent"}
     if method == "amc":
         return {**config, "agent": {k: v for k, v in config.get("agent", {}).items() if k not in GNN_AGENT_ONLY}}
     return config
+
+
+def measured_latency(env: DNNGraphEnv, plan: Any) -> float:
+    """The pruned network's latency / the original's, measured on the env's engine (the linear model's: eager)."""
+    if isinstance(env.latency, TableModel):
+        return engine_ratio(env.graph, plan, env.latency.engine)
+    return measured_ratio(env.graph, plan, env.config.latency_batch)
 
 
 def _upgrade(saved: dict[str, Any]) -> dict[str, Any]:
@@ -391,7 +406,9 @@ def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: Sea
         "config": asdict(config),
     }
     if env.latency is not None:
-        policy["latency"] = {"batch_size": env.latency.batch_size, "predicted_ratio": result.latency_ratio,
+        policy["latency"] = {"batch_size": env.latency.batch_size, "engine": config.env.engine
+                             if env.latency.kind == "table" else "torch", "threads": config.env.latency_threads,
+                             "predicted_ratio": result.latency_ratio,
                              "measured_ratio": result.measured_latency_ratio,
                              "fit_max_relative_error": env.latency.max_relative_error, "model": env.latency.to_dict()}
     write_json(out / "policy.json", policy)

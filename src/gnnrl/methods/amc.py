@@ -80,7 +80,7 @@ class AMC:
         done = np.zeros(len(ratios), dtype=np.int64)
         done[:t] = np.floor(ratios[:t] * env.sizes[:t] + 0.5)
         removed_so_far = 1.0 - env.metric_of(np.minimum(done, env.sizes - 1)) / env.base
-        position, width, share, to_come = self.static[t]
+        position, width, share, to_come = self.static[t][:4]  # AMC's own state: no latency columns
         return np.array([position, width, share, removed_so_far, to_come, ratios[t - 1] if t else 0.0],
                         dtype=np.float32)
 

@@ -39,7 +39,7 @@ def l1_global_removed(env: DNNGraphEnv) -> np.ndarray:
     target = env.config.budget * env.base
 
     def removed_at(t: float) -> np.ndarray:
-        return np.minimum([int(np.searchsorted(s, t, side="left")) for s in normed], env.sizes - 1)
+        return env.snap(np.minimum([int(np.searchsorted(s, t, side="left")) for s in normed], env.sizes - 1))
 
     lo, hi = 0.0, max(float(s[-1]) for s in normed) * 1.001
     for _ in range(50):

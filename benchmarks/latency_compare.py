@@ -1,0 +1,267 @@
+"""At equal measured latency on the deploy engine, after the same fine-tune: does GNN-RL beat the simple alternatives?
+
+Every method searches under the same budget (`--metric latency` on ONNX Runtime by default, or MACs), with the same
+latency model (one table model fitted first and passed to every search), the same width rounding (`--round-to`,
+measured on the engine by default) and the same budget landing. Each best policy is then fine-tuned with the same
+distilled schedule for every fine-tune seed, and, in the report pass, timed on the engine at batch 1 and 64
+interleaved with the original in one process (so that every method's latency is measured alike).
+
+    .venv/bin/python benchmarks/latency_compare.py --prepare                  # fits the shared latency model
+    .venv/bin/python benchmarks/latency_compare.py --shard 0/2 &   # and --shard 1/2 beside it: one per core
+    .venv/bin/python benchmarks/latency_compare.py --report                   # times every policy, writes the table
+
+Runs live in runs/latency_compare/MODEL/B<budget>/METHOD-sSEED; every piece is written atomically and reused, a
+search resumes. Writes benchmarks/results/latency_compare_MODEL.json, docs/latency_compare_MODEL.png and the
+"Equal-latency comparison: MODEL" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from eval_speed import write_section
+
+import gnnrl
+from gnnrl.agent import DDPGConfig
+from gnnrl.engines import Engine, cpu_model
+from gnnrl.env import EnvConfig
+from gnnrl.files import write_json
+from gnnrl.finetune import finetune, finetune_config
+from gnnrl.latency import channel_granularity, engine_ratio, fit_table_model, latency_from_dict
+from gnnrl.paths import default_weights
+from gnnrl.policy import apply_policy, read_policy
+from gnnrl.search import SearchConfig, evaluate_policy, make_env, search
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="resnet20")
+    ap.add_argument("--metric", default="latency", choices=("latency", "macs"))
+    ap.add_argument("--budgets", type=float, nargs="+", default=[0.7, 0.55])
+    ap.add_argument("--methods", nargs="+", default=["gnnrl", "amc", "random", "uniform-internal"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--ft-seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--searched-ft-seeds", type=int, nargs="+",
+                    help="fine-tune seeds of the searched methods' policies (default: --ft-seeds)")
+    ap.add_argument("--episodes", type=int, default=60)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--ft-epochs", type=int, default=5)
+    ap.add_argument("--engine", default="onnxruntime")
+    ap.add_argument("--latency-batch", type=int, default=1)
+    ap.add_argument("--round-to", default="auto")
+    ap.add_argument("--shard", default="0/1", help="i/n: this process does every n-th piece of work, from i")
+    ap.add_argument("--prepare", action="store_true", help="only fit the shared latency model and granularity")
+    ap.add_argument("--report", action="store_true", help="no new searches or fine-tunes: time and tabulate")
+    args = ap.parse_args()
+    if any(not 0 < b < 1 for b in args.budgets) or args.ft_epochs < 0 or args.episodes <= args.warmup:
+        ap.error("budgets in (0, 1), --ft-epochs ≥ 0 (0: no fine-tune) and --episodes > --warmup")
+    return args
+
+
+def root(args: argparse.Namespace) -> Path:
+    return ROOT / "runs" / "latency_compare" / f"{args.model}_{args.metric}"
+
+
+def prepared(args: argparse.Namespace, graph: Any) -> tuple[int, Any]:
+    """The rounding and the latency model every search shares (fitted once, then read back)."""
+    path = root(args) / "shared.json"
+    if not path.is_file():
+        engine = Engine(args.engine, 1, args.latency_batch)
+        g = channel_granularity(engine) if args.round_to == "auto" else int(args.round_to)
+        write_json(path, {"round_to": g, "latency": fit_table_model(graph, engine, g).to_dict()})
+    saved = json.loads(path.read_text())
+    return int(saved["round_to"]), latency_from_dict(saved["latency"])
+
+
+def config_for(args: argparse.Namespace, method: str, seed: int, budget: float, round_to: int) -> SearchConfig:
+    env = EnvConfig(budget=budget, metric=args.metric, engine=args.engine, latency_batch=args.latency_batch,
+                    round_to=round_to)
+    agent = DDPGConfig(candidates=1) if method == "amc" else DDPGConfig()  # AMC as published
+    return SearchConfig(env=env, agent=agent, episodes=args.episodes, warmup=args.warmup, seed=seed, method=method)
+
+
+def pieces(args: argparse.Namespace) -> tuple[list[tuple[float, str, int]], list[tuple[float, str, int, int]]]:
+    """The searches and the fine-tunes (a one-shot heuristic is searched once, and fine-tuned with every seed)."""
+    searches = [(b, m, s) for b in args.budgets for m in args.methods
+                for s in (args.seeds[:1] if m == "uniform-internal" else args.seeds)]
+    searched = args.searched_ft_seeds if args.searched_ft_seeds is not None else args.ft_seeds
+    tunes = [(b, m, s, f) for b, m, s in searches
+             for f in (args.ft_seeds if m == "uniform-internal" else searched)] if args.ft_epochs else []
+    return searches, tunes
+
+
+def folder(args: argparse.Namespace, budget: float, method: str, seed: int) -> Path:
+    return root(args) / f"B{budget:g}" / f"{method}-s{seed}"
+
+
+def run_search(args: argparse.Namespace, data: Any, latency: Any, round_to: int, budget: float, method: str,
+               seed: int) -> None:
+    out = folder(args, budget, method, seed)
+    if (out / "row.json").is_file():
+        return
+    model = gnnrl.create(args.model, weights=default_weights(args.model))
+    config = config_for(args, method, seed, budget, round_to)
+    t = time.perf_counter()
+    result = search(model, data, config, out_dir=out / "search", resume=(out / "search/checkpoint.pt").is_file(),
+                    progress=False, latency=latency)
+    env = make_env(model, data, config, latency)
+    before = evaluate_policy(env, result.removed, data.split("test_rest")).top1
+    write_json(out / "row.json", {"budget": budget, "method": method, "seed": seed, "val": result.val_top1,
+                                  "test_rest": before, "macs_ratio": result.macs_ratio,
+                                  "predicted_latency_ratio": result.latency_ratio,
+                                  "search_s": round(time.perf_counter() - t, 1)})
+
+
+def run_finetune(args: argparse.Namespace, data: Any, budget: float, method: str, seed: int, ft_seed: int) -> None:
+    out = folder(args, budget, method, seed)
+    done = out / f"ft{args.ft_epochs}-f{ft_seed}.json"
+    while not (out / "row.json").is_file():  # searched by another shard
+        time.sleep(10)
+    if done.is_file():
+        return
+    base = gnnrl.create(args.model, weights=default_weights(args.model))
+    pruned = apply_policy(base, read_policy(out / "search" / "policy.json"))
+    ft = out / f"ft{args.ft_epochs}-f{ft_seed}"
+    t = time.perf_counter()
+    finetune(pruned.module, data, finetune_config(epochs=args.ft_epochs, kd=True, seed=ft_seed), teacher=base,
+             out_dir=ft, resume=(ft / "checkpoint.pt").is_file(), progress=False)
+    best = gnnrl.load(ft / "best.safetensors")
+    write_json(done, {s: gnnrl.evaluate(best, data.split(s)).top1 for s in ("test_rest", "test")}
+               | {"seconds": round(time.perf_counter() - t, 1)})
+
+
+def report(args: argparse.Namespace, graph: Any) -> None:
+    """Time every policy on the engine (batch 1 and 64, interleaved with the original), then tabulate and plot."""
+    searches, _ = pieces(args)
+    rows = []
+    for budget, method, seed in searches:
+        out = folder(args, budget, method, seed)
+        if not (out / "row.json").is_file():
+            continue
+        row = json.loads((out / "row.json").read_text())
+        plan = apply_policy(gnnrl.create(args.model, weights=default_weights(args.model)),
+                            read_policy(out / "search" / "policy.json")).plan
+        for batch in (1, 64):
+            row[f"measured_b{batch}"] = engine_ratio(graph, plan, Engine(args.engine, 1, batch), rounds=7)
+        seeds = {*args.ft_seeds, *(args.searched_ft_seeds or [])}
+        row["ft"] = {f: json.loads(p.read_text())["test_rest"] for f in sorted(seeds)
+                     if (p := out / f"ft{args.ft_epochs}-f{f}.json").is_file()}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    table = []
+    for budget in args.budgets:
+        for method in args.methods:
+            mine = [r for r in rows if r["budget"] == budget and r["method"] == method]
+            if not mine:
+                continue
+            after = [v for r in mine for v in r["ft"].values()]
+            table.append({"budget": budget, "method": method, "policies": len(mine), "fine_tunes": len(after),
+                          **{k: _ms([r[k] for r in mine]) for k in ("measured_b1", "measured_b64", "macs_ratio",
+                                                                      "val", "test_rest")},
+                          "ft_test_rest": _ms(after)})
+    tag = f"{args.model}_{args.metric}"
+    result = {"model": args.model, "metric": args.metric, "engine": args.engine, "cpu": cpu_model(),
+              "episodes": args.episodes, "warmup": args.warmup, "ft_epochs": args.ft_epochs, "seeds": args.seeds,
+              "ft_seeds": args.ft_seeds, "summary": table, "rows": rows}
+    write_json(ROOT / "benchmarks" / "results" / f"latency_compare_{tag}.json", result)
+    png = ROOT / "docs" / f"latency_compare_{tag}.png"
+    plot(rows, args, png)
+    write_section(f"Equal-latency comparison: {tag}", markdown(args, table, png.name))
+
+
+def _ms(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values)}
+
+
+def _cell(v: dict[str, float] | None, scale: float = 1.0, digits: int = 2) -> str:
+    if v is None:
+        return "–"
+    return f"{scale * v['mean']:.{digits}f} ± {scale * v['std']:.{digits}f}"
+
+
+def plot(rows: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = dict(zip(args.methods, ("tab:red", "tab:blue", "tab:gray", "tab:green", "tab:purple"), strict=False))
+    markers = dict(zip(args.budgets, "os^D", strict=False))
+    for r in rows:
+        for v in r["ft"].values():
+            ax.scatter(r["measured_b1"], v, color=colors[r["method"]], marker=markers[r["budget"]], alpha=0.8)
+    for m in args.methods:
+        ax.scatter([], [], color=colors[m], label=m)
+    for b in args.budgets:
+        ax.scatter([], [], color="k", marker=markers[b], label=f"budget {b:g}")
+    ax.set_xlabel(f"measured latency / original ({args.engine}, batch 1, 1 thread)")
+    ax.set_ylabel(f"test_rest top-1 after {args.ft_epochs} distilled epochs (%)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def markdown(args: argparse.Namespace, table: list[dict[str, Any]], png: str) -> str:
+    lines = [f"## Equal-latency comparison: {args.model}_{args.metric}", "",
+             f"Budget: {args.metric} ({args.engine}, batch {args.latency_batch}, 1 thread, widths rounded as "
+             f"`--round-to {args.round_to}` measures); {args.episodes} episodes ({args.warmup} warm-up), search "
+             f"seeds {args.seeds}; every best policy fine-tuned {args.ft_epochs} distilled epochs with fine-tune "
+             f"seeds {args.ft_seeds}. Latency measured in the report pass, one process, each policy interleaved "
+             f"with the original (median of 7 rounds). Mean ± std over policies (latency, before) and over "
+             f"policies × fine-tune seeds (after). CPU: {cpu_model()}.", "",
+             "| budget | method | latency b1 | latency b64 | MACs | val before | test_rest before | "
+             "test_rest after FT | fine-tunes |", "|---|---|---|---|---|---|---|---|---|"]
+    for t in table:
+        lines.append(f"| {t['budget']:g} | {t['method']} | {_cell(t['measured_b1'], digits=3)} | "
+                     f"{_cell(t['measured_b64'], digits=3)} | {_cell(t['macs_ratio'], digits=3)} | "
+                     f"{_cell(t['val'])} | {_cell(t['test_rest'])} | {_cell(t['ft_test_rest'])} | "
+                     f"{t['fine_tunes']} |")
+    lines += ["", f"![accuracy after fine-tuning against measured latency]({png})", "",
+              f"Commands: `.venv/bin/python benchmarks/latency_compare.py --model {args.model} --metric {args.metric} "
+              f"--budgets {' '.join(f'{b:g}' for b in args.budgets)} --seeds {' '.join(map(str, args.seeds))} "
+              f"--ft-seeds {' '.join(map(str, args.ft_seeds))} --ft-epochs {args.ft_epochs} [--prepare | --shard i/n "
+              "| --report]`", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = parse()
+    torch.set_num_threads(1)
+    model = gnnrl.create(args.model, weights=default_weights(args.model))
+    graph = gnnrl.trace(model, torch.zeros(1, 3, 32, 32))
+    round_to, latency = prepared(args, graph)
+    if args.prepare:
+        print(f"round_to {round_to}; latency model {latency.coef}")
+        return
+    if args.report:
+        report(args, graph)
+        return
+    i, n = (int(v) for v in args.shard.split("/"))
+    data = gnnrl.load_cifar(progress=False)
+    searches, tunes = pieces(args)
+    for k, (budget, method, seed) in enumerate(searches):
+        if k % n == i:
+            run_search(args, data, latency if args.metric == "latency" else None, round_to, budget, method, seed)
+            print("searched", budget, method, seed, flush=True)
+    for k, piece in enumerate(tunes):
+        if k % n == i:
+            run_finetune(args, data, *piece)
+            print("fine-tuned", *piece, flush=True)
+
+
+if __name__ == "__main__":
+    main()
