@@ -182,21 +182,28 @@ def _nonnegative_fit(samples: list[tuple[float, float, float]]) -> tuple[float, 
     """Least squares on relative error with every coefficient ≥ 0 (exact NNLS by trying each feature subset)."""
     x = np.array([[1.0, m, a] for m, a, _ in samples])
     y = np.array([s for _, _, s in samples])
-    scale = x.max(0)  # features span 1 … 1e8: solve in units where they are comparable
+    subsets = [c for k in range(1, 4) for c in itertools.combinations(range(3), k)]
+    return _best_subset_fit(x, y, subsets, free=())
+
+
+def _best_subset_fit(x: np.ndarray, y: np.ndarray, subsets: list[tuple[int, ...]], free: tuple[int, ...]
+                     ) -> tuple[float, float, float]:
+    """Least squares on relative error over each feature subset; a coefficient not in `free` must be ≥ 0 (exact
+    NNLS by trying the subsets); the best admissible subset wins, the others' coefficients are 0."""
+    scale = np.maximum(np.abs(x).max(0), 1e-30)  # features span 1 … 1e8: solve in units where they are comparable
     w = 1.0 / y  # relative, not absolute, error: small networks matter as much as big ones
     best: tuple[float, np.ndarray] | None = None
-    for k in range(1, 4):
-        for cols in itertools.combinations(range(3), k):
-            sub = x[:, cols] / scale[list(cols)]
-            c, *_ = np.linalg.lstsq(sub * w[:, None], y * w, rcond=None)
-            if (c < 0).any():
-                continue
-            full = np.zeros(3)
-            full[list(cols)] = c / scale[list(cols)]
-            err = float(np.sum(((x @ full - y) * w) ** 2))
-            if best is None or err < best[0]:
-                best = (err, full)
-    assert best is not None  # the constant alone always fits with c0 ≥ 0
+    for cols in subsets:
+        sub = x[:, cols] / scale[list(cols)]
+        c, *_ = np.linalg.lstsq(sub * w[:, None], y * w, rcond=None)
+        if any(v < 0 and col not in free for v, col in zip(c, cols, strict=True)):
+            continue
+        full = np.zeros(3)
+        full[list(cols)] = c / scale[list(cols)]
+        err = float(np.sum(((x @ full - y) * w) ** 2))
+        if best is None or err < best[0]:
+            best = (err, full)
+    assert best is not None  # the constant alone always fits (it is ≥ 0 when the times are)
     return (float(best[1][0]), float(best[1][1]), float(best[1][2]))
 
 
@@ -377,21 +384,7 @@ def _fit_free_intercept(samples: list[tuple[float, float, float]]) -> tuple[floa
     """Least squares on relative error, c0 free and c1, c2 ≥ 0 (the best of the feature subsets with c0)."""
     x = np.array([[1.0, t, a] for t, a, _ in samples])
     y = np.array([s for *_, s in samples])
-    scale = np.maximum(np.abs(x).max(0), 1e-30)
-    w = 1.0 / y
-    best: tuple[float, np.ndarray] | None = None
-    for cols in ((0, 1, 2), (0, 1), (0, 2), (1,), (0,)):
-        sub = x[:, cols] / scale[list(cols)]
-        c, *_ = np.linalg.lstsq(sub * w[:, None], y * w, rcond=None)
-        if (c[1:] < 0).any() if cols[0] == 0 else (c < 0).any():
-            continue
-        full = np.zeros(3)
-        full[list(cols)] = c / scale[list(cols)]
-        err = float(np.sum(((x @ full - y) * w) ** 2))
-        if best is None or err < best[0]:
-            best = (err, full)
-    assert best is not None  # the constant alone always fits
-    return (float(best[1][0]), float(best[1][1]), float(best[1][2]))
+    return _best_subset_fit(x, y, [(0, 1, 2), (0, 1), (0, 2), (1,), (0,)], free=(0,))
 
 
 def engine_ratio(graph: TracedModel, plan: PrunePlan, engine: Engine, rounds: int = 5) -> float:
