@@ -58,6 +58,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--latency-batch", type=int, default=1)
     ap.add_argument("--round-to", default="auto")
     ap.add_argument("--shard", default="0/1", help="i/n: this process does every n-th piece of work, from i")
+    ap.add_argument("--only", nargs="+", metavar="METHOD:SEED:FT_SEED",
+                    help="fine-tune only these pieces (their searches must be done), in this order")
     ap.add_argument("--prepare", action="store_true", help="only fit the shared latency model and granularity")
     ap.add_argument("--report", action="store_true", help="no new searches or fine-tunes: time and tabulate")
     args = ap.parse_args()
@@ -257,6 +259,9 @@ def main() -> None:
         if k % n == i:
             run_search(args, data, latency if args.metric == "latency" else None, round_to, budget, method, seed)
             print("searched", budget, method, seed, flush=True)
+    if args.only:
+        wanted = [(m, int(s), int(f)) for m, s, f in (o.split(":") for o in args.only)]
+        tunes = sorted((t for t in tunes if t[1:] in wanted), key=lambda t: wanted.index(t[1:]))
     for k, piece in enumerate(tunes):
         if k % n == i:
             run_finetune(args, data, *piece)

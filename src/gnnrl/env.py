@@ -252,15 +252,15 @@ class DNNGraphEnv(gym.Env):
     def group_descriptors(self) -> np.ndarray:
         """Static descriptors of the prunable groups (A, 4), AMC's per-layer state: position in the network (group
         order, 0 to 1), width (/ the widest), share of the MACs (/ the largest), and the MACs share of the groups
-        after it. With a latency budget two more columns (A, 6) tell the agent where channels are cheap: the share
-        of the predicted latency that pruning the group alone (to its fewest allowed channels) removes, and that
-        saving per channel removed (both / their largest)."""
+        after it. With a latency budget on the table model two more columns (A, 6) tell the agent where channels
+        are cheap: the share of the predicted latency that pruning the group alone (to its fewest allowed channels)
+        removes, and that saving per channel removed (both / their largest)."""
         n = len(self.group_ids)
         macs = np.array([self.analysis.groups[g].macs for g in self.group_ids], dtype=np.float64)
         share = macs / max(macs.sum(), 1.0)
         columns = [np.arange(n) / max(n - 1, 1), self.sizes / self.sizes.max(), share / share.max(),
                    share[::-1].cumsum()[::-1] - share]
-        if self.latency is not None:
+        if isinstance(self.latency, TableModel):  # (not the linear model: its runs keep their 4-column agents)
             saved = np.zeros(n)
             for i in range(n):
                 alone = np.zeros(n, dtype=np.int64)
