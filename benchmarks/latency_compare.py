@@ -175,8 +175,10 @@ def report(args: argparse.Namespace, graph: Any) -> None:
               "ft_seeds": args.ft_seeds, "summary": table, "rows": rows}
     write_json(ROOT / "benchmarks" / "results" / f"latency_compare_{tag}.json", result)
     png = ROOT / "docs" / f"latency_compare_{tag}.png"
-    plot(rows, args, png)
-    write_section(f"Equal-latency comparison: {tag}", markdown(args, table, png.name))
+    tuned = any(r["ft"] for r in rows)
+    if tuned:
+        plot(rows, args, png)
+    write_section(f"Equal-latency comparison: {tag}", markdown(args, table, png.name if tuned else None))
 
 
 def _ms(values: list[float]) -> dict[str, float] | None:
@@ -217,14 +219,14 @@ def plot(rows: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> No
     plt.close(fig)
 
 
-def markdown(args: argparse.Namespace, table: list[dict[str, Any]], png: str) -> str:
+def markdown(args: argparse.Namespace, table: list[dict[str, Any]], png: str | None) -> str:
     lines = [f"## Equal-latency comparison: {args.model}_{args.metric}", "",
              f"Budget: {args.metric} ({args.engine}, batch {args.latency_batch}, 1 thread, widths rounded as "
              f"`--round-to {args.round_to}` measures); {args.episodes} episodes ({args.warmup} warm-up), search "
-             f"seeds {args.seeds}; every best policy fine-tuned {args.ft_epochs} distilled epochs with fine-tune "
-             f"seeds {args.ft_seeds}. Latency measured in the report pass, one process, each policy interleaved "
-             f"with the original (median of 7 rounds). Mean ± std over policies (latency, before) and over "
-             f"policies × fine-tune seeds (after). CPU: {cpu_model()}.", "",
+             f"seeds {args.seeds}; best policies fine-tuned {args.ft_epochs} distilled epochs (fine-tune seeds "
+             f"{args.ft_seeds}; the last column counts the fine-tunes that finished). Latency measured in the "
+             "report pass, one process, each policy interleaved with the original (median of 7 rounds). Mean ± "
+             f"std over policies (latency, before) and over policies × fine-tune seeds (after). CPU: {cpu_model()}.", "",
              "| budget | method | latency b1 | latency b64 | MACs | val before | test_rest before | "
              "test_rest after FT | fine-tunes |", "|---|---|---|---|---|---|---|---|---|"]
     for t in table:
@@ -232,8 +234,10 @@ def markdown(args: argparse.Namespace, table: list[dict[str, Any]], png: str) ->
                      f"{_cell(t['measured_b64'], digits=3)} | {_cell(t['macs_ratio'], digits=3)} | "
                      f"{_cell(t['val'])} | {_cell(t['test_rest'])} | {_cell(t['ft_test_rest'])} | "
                      f"{t['fine_tunes']} |")
-    lines += ["", f"![accuracy after fine-tuning against measured latency]({png})", "",
-              f"Commands: `.venv/bin/python benchmarks/latency_compare.py --model {args.model} --metric {args.metric} "
+    if png:
+        lines += ["", f"![accuracy after fine-tuning against measured latency]({png})"]
+    lines += ["", "Commands: `.venv/bin/python benchmarks/latency_compare.py "
+              f"--model {args.model} --metric {args.metric} --methods {' '.join(args.methods)} "
               f"--budgets {' '.join(f'{b:g}' for b in args.budgets)} --seeds {' '.join(map(str, args.seeds))} "
               f"--ft-seeds {' '.join(map(str, args.ft_seeds))} --ft-epochs {args.ft_epochs} [--prepare | --shard i/n "
               "| --report]`", ""]
