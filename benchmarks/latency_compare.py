@@ -226,7 +226,8 @@ def markdown(args: argparse.Namespace, table: list[dict[str, Any]], png: str | N
              f"seeds {args.seeds}; best policies fine-tuned {args.ft_epochs} distilled epochs (fine-tune seeds "
              f"{args.ft_seeds}; the last column counts the fine-tunes that finished). Latency measured in the "
              "report pass, one process, each policy interleaved with the original (median of 7 rounds). Mean ± "
-             f"std over policies (latency, before) and over policies × fine-tune seeds (after). CPU: {cpu_model()}.", "",
+             "std over policies (latency, before) and over policies × fine-tune seeds (after). "
+             f"CPU: {cpu_model()}.", "",
              "| budget | method | latency b1 | latency b64 | MACs | val before | test_rest before | "
              "test_rest after FT | fine-tunes |", "|---|---|---|---|---|---|---|---|---|"]
     for t in table:
