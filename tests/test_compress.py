@@ -217,7 +217,9 @@ def test_report_states_the_measured_latency_against_the_budget(tmp_path: Path) -
     run = tmp_path / "run"
     (run / "search").mkdir(parents=True)
     (run / "run.json").write_text(json.dumps({"model": {"name": "resnet20"}, "budget": 0.7, "metric": "latency"}))
-    (run / "search" / "policy.json").write_text(json.dumps({"latency": {"predicted_ratio": 0.69, "batch_size": 1}}))
+    (run / "search" / "policy.json").write_text(json.dumps({
+        "latency": {"predicted_ratio": 0.69, "batch_size": 1}, "val_top1": 80.0, "uniform_val_top1": 79.0,
+        "episode": 3, "episodes_run": 4, "macs_ratio": 0.6, "budget": 0.7, "metric": "latency"}))
     timing = {"median_ms": 1.0, "iqr_ms": 0.01, "rounds": 9}
     rows = [{"engine": "onnxruntime", "batch": 1, "model": m, **timing} for m in ("original", "pruned", "baseline")]
 
