@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -354,10 +355,12 @@ class DNNGraphEnv(gym.Env):
         return info
 
 
-def fit_latency(graph: TracedModel, config: EnvConfig, progress: bool = False) -> LatencyModel | TableModel:
-    """The latency predictor `config` names, fitted on its engine (the linear one on eager PyTorch, as before)."""
+def fit_latency(graph: TracedModel, config: EnvConfig, progress: bool = False,
+                warn: Callable[[str], None] | None = None) -> LatencyModel | TableModel:
+    """The latency predictor `config` names, fitted on its engine (the linear one on eager PyTorch, as before;
+    `warn` hears when its timings were too noisy)."""
     if config.latency_model == "linear":
-        return fit_latency_model(graph, config.latency_batch, progress=progress)
+        return fit_latency_model(graph, config.latency_batch, progress=progress, warn=warn)
     return fit_table_model(graph, config.latency_engine(), config.round_to, progress=progress)
 
 

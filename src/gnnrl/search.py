@@ -40,9 +40,9 @@ LEGACY: dict[str, Any] = {"method": "gnnrl", "round_size": 1,
                           "env": {"engine": "torch", "latency_model": "linear", "latency_threads": 1, "round_to": 1}}
 """What settings added later did before they existed: a checkpoint that lacks one resumes only with this value."""
 GNN_AGENT_ONLY = ("head", "critic", "descriptors", "pretrain_updates", "channels", "gnn_layers")
+"""Agent settings only GNN-RL's m-GNN actor and critic read (agent.Actor / Critic, methods/rl.py), not AMC's MLPs."""
 LATENCY_ONLY = ("engine", "latency_model", "latency_threads", "latency_batch")
 """Env settings only a latency budget reads."""
-"""Agent settings only GNN-RL's m-GNN actor and critic read (agent.Actor / Critic, methods/rl.py), not AMC's MLPs."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ def make_env(model: nn.Module, data: Cifar, config: SearchConfig, latency: Laten
     source: nn.Module | TracedModel = model
     if config.env.metric == "latency" and latency is None:
         source = trace(model, torch.zeros(1, *val.image_shape))
-        latency = fit_latency(source, config.env, progress=progress)
+        latency = fit_latency(source, config.env, progress=progress, warn=_warn)
     return DNNGraphEnv(source, val, config.env, recal, latency)
 
 
