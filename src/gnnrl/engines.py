@@ -251,6 +251,21 @@ def _torch_layer(key: LayerKey, batch: int) -> tuple[nn.Module, torch.Tensor]:
     return nn.Sequential(nn.Linear(cin, cout), nn.ReLU(inplace=True)).eval(), torch.randn(batch, cin)
 
 
+def layer_key(mod: nn.Module, cin: int, cout: int, in_shape: tuple[int, ...]) -> LayerKey | None:
+    """The table key of a conv2d or linear layer cut to `cin` → `cout` channels (None for other layers, whose time
+    the table model's activation and constant terms carry)."""
+    if isinstance(mod, nn.Conv2d):
+        return conv_key(mod, cin, cout, (int(in_shape[-2]), int(in_shape[-1])))
+    if isinstance(mod, nn.Linear):
+        return ("linear", cin, cout)
+    return None
+
+
+def conv_chain(width: int, depth: int = 4) -> nn.Module:
+    """`depth` 3×3 convs of `width` channels, each with a ReLU: what `channel_granularity` times."""
+    return nn.Sequential(*[nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU()) for _ in range(depth)])
+
+
 def conv_key(mod: nn.Conv2d, cin: int, cout: int, in_hw: tuple[int, int]) -> LayerKey:
     """The table key of `mod` cut to `cin` → `cout` channels, on inputs of spatial size `in_hw`."""
     depthwise = mod.groups == mod.in_channels and mod.groups > 1

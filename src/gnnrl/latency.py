@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .engines import Engine, LayerKey, conv_key, interleaved_ratio, seconds
+from .engines import Engine, LayerKey, conv_chain, interleaved_ratio, layer_key, seconds
 from .evaluate import inference_copy
 from .files import write_json
 from .groups import analyze
@@ -274,15 +274,9 @@ def table_path(engine: Engine) -> Path:
 
 def layer_keys(graph: TracedModel, keep: np.ndarray) -> list[LayerKey]:
     """The table keys of the network's convs and linears at the widths `keep` leaves them."""
-    keys = []
-    for m in analyze(graph).modules:
-        mod = m.module
-        if isinstance(mod, nn.Conv2d):
-            keys.append(conv_key(mod, len(kept(m.in_units, keep)), len(kept(m.out_units, keep)),
-                                 (int(m.in_shape[-2]), int(m.in_shape[-1]))))
-        elif isinstance(mod, nn.Linear):
-            keys.append(("linear", len(kept(m.in_units, keep)), len(kept(m.out_units, keep))))
-    return keys
+    keys = (layer_key(m.module, len(kept(m.in_units, keep)), len(kept(m.out_units, keep)), m.in_shape)
+            for m in analyze(graph).modules)
+    return [k for k in keys if k is not None]
 
 
 @dataclass
@@ -400,8 +394,7 @@ def channel_granularity(engine: Engine, network_seconds: Callable[[int], float] 
 
     `network_seconds(width)` times the chain (injected in tests)."""
     def chain_seconds(width: int) -> float:
-        chain = nn.Sequential(*[nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU()) for _ in range(4)])
-        return seconds(engine.network(chain, torch.zeros(1, width, 16, 16)), target_s=0.05)
+        return seconds(engine.network(conv_chain(width), torch.zeros(1, width, 16, 16)), target_s=0.05)
 
     timer = network_seconds or chain_seconds
     for g in (16, 8, 4):
