@@ -34,7 +34,7 @@ from ._version import __version__
 from .checkpoint import differences
 from .data import Cifar
 from .engines import budget_check, machine
-from .env import EnvConfig, recalibrate_bn
+from .env import EnvConfig, allowed_removed, recalibrate_bn
 from .errors import GnnrlError
 from .evaluate import evaluate
 from .export import compare_latency, export_onnx, memory
@@ -129,12 +129,14 @@ def check_reachable(model: nn.Module, env: EnvConfig, input_shape: tuple[int, ..
     if not groups:
         raise GnnrlError("this model has no prunable channel group (see `gnnrl info`)")
     orders = removal_orders(graph, groups, env.importance)
-    floor = cost_after(graph, plan_from_removed(graph, orders, [len(o) - 1 for o in orders]))
+    # the fewest channels the env will allow: its own rule, rounding included (so both refuse the same budgets)
+    floor = cost_after(graph, plan_from_removed(graph, orders, [allowed_removed(o, env.round_to)[-1] for o in orders]))
     base = original_cost(graph)
     ratio = floor.macs / base.macs if env.metric == "macs" else floor.params / base.params
     if ratio > env.budget:
         what = "MACs" if env.metric == "macs" else env.metric
-        raise GnnrlError(f"budget {env.budget} cannot be met: keeping one channel per group still leaves {ratio:.3f} "
+        raise GnnrlError(f"budget {env.budget} cannot be met: keeping the fewest channels allowed per group (round_to "
+                         f"{env.round_to}) still leaves {ratio:.3f} "
                          f"of the {what}; choose a budget above that")
 
 
@@ -238,10 +240,15 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
                   for s in ("val", "test_rest")}
         if config.eval_size:
             splits = {k: v.balanced_subset(config.eval_size) for k, v in splits.items()}
-        before = load(out / "pruned.safetensors")
         recal = recal_split(data, config.search)
-        if recal is not None:
-            recalibrate_bn(before, recal.images[: config.search.env.bn_recal], mean=recal.mean, std=recal.std)
+
+        def recalibrated(path: Path) -> nn.Module:  # a pruned file, BatchNorm re-estimated as in the search
+            module = load(path)
+            if recal is not None:
+                recalibrate_bn(module, recal.images[: config.search.env.bn_recal], mean=recal.mean, std=recal.std)
+            return module
+
+        before = recalibrated(out / "pruned.safetensors")
         base_cost = pruned.base_cost
         evaluation = {
             "original": _evaluate_all(model, splits), "pruned_before_ft": _evaluate_all(before, splits),
@@ -250,9 +257,7 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
                      "macs_ratio": pruned.cost.macs / base_cost.macs,
                      "params_ratio": pruned.cost.params / base_cost.params}}
         if alt is not None:
-            alt_before = load(out / "baseline" / "pruned.safetensors")
-            if recal is not None:
-                recalibrate_bn(alt_before, recal.images[: config.search.env.bn_recal], mean=recal.mean, std=recal.std)
+            alt_before = recalibrated(out / "baseline" / "pruned.safetensors")
             alt_cost = apply_policy(model, out / "baseline" / "search" / "policy.json").cost
             evaluation.update(baseline_before_ft=_evaluate_all(alt_before, splits),
                               baseline_after_ft=_evaluate_all(alt, splits))
