@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -646,6 +649,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, *rest: Any,
+                  **kw: Any) -> None:
+    """gnnrl's own warnings as one line on stderr (they are advice to a user, not a developer's source pointer)."""
+    if Path(filename).resolve().is_relative_to(Path(__file__).resolve().parent):
+        console.print(Text.assemble(("gnnrl: warning: ", "bold yellow"), str(message)), soft_wrap=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, *rest, **kw)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program is (a BaseException: no `except Exception` swallows it)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gnnrl` console script; returns the exit code."""
     parser = build_parser()
@@ -654,6 +677,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.threads < 1:
             parser.error("--threads must be at least 1")
         os.environ["GNNRL_THREADS"] = str(args.threads)  # read by use_all_cores() in every command
+        from .evaluate import available_cores
+
+        if args.threads > (cores := available_cores()):
+            console.print(Text.assemble(("gnnrl: warning: ", "bold yellow"), f"--threads {args.threads} is more than "
+                                        f"the {cores} cores this process may use; oversubscribed threads run several "
+                                        f"times slower (use --threads {cores} or fewer)"), soft_wrap=True)
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
+    handler = None
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args))
     except GnnrlError as e:
@@ -668,8 +701,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(Text.assemble(("gnnrl: error: ", "bold red"), f"{e.strerror or e}{where}"), soft_wrap=True)
         return 1
     except KeyboardInterrupt:
-        console.print("interrupted")
+        console.print("interrupted; what was written is intact (a run folder continues with --resume)", soft_wrap=True)
         return 130
+    except _Terminated:
+        console.print("terminated (SIGTERM); what was written is intact (a run folder continues with --resume)",
+                      soft_wrap=True)
+        return 143
+    finally:
+        warnings.showwarning = shown
+        if handler is not None:
+            signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ Splits (see `Cifar.split`):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -46,7 +47,7 @@ STD = (0.229, 0.224, 0.225)
 SPLITS = ("train", "test", "val", "test_rest")
 VAL_SOURCES = ("test", "train")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-_CACHE_VERSION = b"gnnrl-cifar-cache-v1"
+_CACHE_VERSION = b"gnnrl-cifar-cache-v2"  # v2: class sets checked on decode
 
 HOW_TO_GET_CIFAR = (
     "Pass --data PATH (or set GNNRL_DATA) pointing to one of: a CIFAR PNG tarball "
@@ -110,7 +111,7 @@ class Split:
 
     def balanced_subset(self, n: int, seed: int = 0) -> Split:
         """`n` images drawn class-balanced with a fixed seed."""
-        idx = torch.from_numpy(balanced_sample(self.labels.numpy(), n, seed))
+        idx = torch.from_numpy(balanced_sample(self.labels.numpy(), n, seed, self.classes, f"split {self.name!r}"))
         return Split(self.name, self.images[idx], self.labels[idx], self.classes, self.mean, self.std)
 
 
@@ -171,7 +172,7 @@ class Cifar:
             return self._make(name, self.train_images, self.train_labels)
         pool_x, pool_y = (self.test_images, self.test_labels) if val_from == "test" else (
             self.train_images, self.train_labels)
-        val_idx = balanced_sample(pool_y.numpy(), val_size, seed)
+        val_idx = balanced_sample(pool_y.numpy(), val_size, seed, self.classes, f"the {val_from} images")
         if name == "val":
             idx = torch.from_numpy(val_idx)
         else:  # the pool minus val: test_rest (val from test) or train (val from train)
@@ -184,11 +185,16 @@ class Cifar:
         return Split(name, images, labels, self.classes)
 
 
-def balanced_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of `n` items, an equal share from every class (the first n mod k classes get one more)."""
+def balanced_sample(labels: np.ndarray, n: int, seed: int, names: tuple[str, ...] = (), source: str = "split"
+                    ) -> np.ndarray:
+    """Sorted indices of `n` items, an equal share from every class (the first n mod k classes get one more).
+
+    `names` (class names by index) and `source` (what is drawn from) only word the error."""
     classes = np.unique(labels)
     if n <= 0 or n > len(labels):
-        raise DataError(f"cannot sample {n} images from a split of {len(labels)}")
+        raise DataError(f"cannot draw {n} images from the {len(labels)} of {source}; ask for between 1 and "
+                        f"{len(labels)}")
+    counts = [int((labels == c).sum()) for c in classes]
     per, extra = divmod(n, len(classes))
     rng = np.random.default_rng(seed)
     picked = []
@@ -196,7 +202,10 @@ def balanced_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
         members = np.flatnonzero(labels == c)
         want = per + (1 if i < extra else 0)
         if want > len(members):
-            raise DataError(f"class {c} has only {len(members)} images; cannot draw {want} for a {n}-image split")
+            name = names[int(c)] if int(c) < len(names) else str(c)
+            raise DataError(f"class {name!r} has only {len(members)} image{'s' if len(members) != 1 else ''} in "
+                            f"{source}, and an even draw of {n} images needs {want} of each class; ask for at most "
+                            f"{min(counts) * len(classes)} (e.g. a smaller --val-size or --subset) or add images")
         picked.append(rng.permutation(members)[:want])
     return np.sort(np.concatenate(picked))
 
@@ -235,9 +244,11 @@ def load_cifar(
         cache_file = folder / f"{dataset}-{path_key}-{_fingerprint(path)[:16]}.npz"
         if cache_file.is_file():
             try:
-                return _from_arrays(dataset, dict(np.load(cache_file, allow_pickle=False)), path, kind, True)
-            except (OSError, ValueError, KeyError):
-                cache_file.unlink(missing_ok=True)  # a torn or foreign cache file: decode again
+                with np.load(cache_file, allow_pickle=False) as z:
+                    return _from_arrays(dataset, dict(z), path, kind, True)
+            except Exception:  # truncated, zero bytes, bad CRC, foreign: any damage means decode again
+                with contextlib.suppress(OSError):  # a read-only cache folder keeps the bad file; we bypass it
+                    cache_file.unlink(missing_ok=True)
     arrays = _decode(kind, path, progress)
     if cache_file is not None:
         _write_cache(cache_file, arrays)
@@ -322,17 +333,36 @@ def _fingerprint(path: Path) -> str:
 
 def _write_cache(cache_file: Path, arrays: dict[str, np.ndarray]) -> None:
     """Atomically write the cache and drop older caches of the same source; a read-only cache dir is not fatal."""
+    tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npz")
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         prefix = cache_file.name.rsplit("-", 1)[0] + "-"
-        tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npz")
+        for stale in cache_file.parent.glob(prefix + "*.tmp*.npz"):  # left by a writer that was killed
+            if not _alive(stale.suffixes[-2][4:]):
+                stale.unlink(missing_ok=True)
         np.savez(tmp, **arrays)
         os.replace(tmp, cache_file)
         for old in cache_file.parent.glob(prefix + "*.npz"):
-            if old != cache_file:
+            if old != cache_file and ".tmp" not in old.name:
                 old.unlink(missing_ok=True)
     except OSError:
-        pass  # caching is an optimisation: an unwritable cache folder only costs the next load a decode
+        pass  # caching is an optimisation: an unwritable cache folder (or a full disk) costs the next load a decode
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # a full disk leaves a partial file: never keep it
+
+
+def _alive(pid: str) -> bool:
+    """Whether process `pid` (text from a temporary file's name) still runs on this machine."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -351,7 +381,8 @@ def _decode(kind: str, path: Path, progress: bool) -> dict[str, np.ndarray]:
         files = sorted(
             p for split in ("train", "test") for p in (path / split).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
         )
-        parts = _images_by_split(_read_files(files, path, progress), path)
+        folders = [f"{split}/{d.name}/" for split in ("train", "test") for d in (path / split).iterdir() if d.is_dir()]
+        parts = _images_by_split(_read_files(files, path, progress, folders), path)
     return _canonical(parts, path)
 
 
@@ -362,7 +393,9 @@ def _tar_files(path: Path, progress: bool, label: str) -> Iterator[tuple[str, by
         with (open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tf,
               _progress(progress, label, size) as tick):
             for member in tf:
-                if member.isfile():
+                if member.isdir():
+                    yield member.name.rstrip("/") + "/", b""  # a class folder, perhaps empty: checked later
+                elif member.isfile():
                     f = tf.extractfile(member)
                     if f is not None:
                         yield member.name, f.read()
@@ -371,7 +404,9 @@ def _tar_files(path: Path, progress: bool, label: str) -> Iterator[tuple[str, by
         raise DataError(f"{path} is corrupt or truncated ({e}). Re-download it, or point --data elsewhere.") from e
 
 
-def _read_files(files: list[Path], root: Path, progress: bool) -> Iterator[tuple[str, bytes]]:
+def _read_files(files: list[Path], root: Path, progress: bool, folders: list[str]) -> Iterator[tuple[str, bytes]]:
+    """(relative name, bytes) of each file, after the class `folders` (names ending in '/', as a tar lists them)."""
+    yield from ((f, b"") for f in folders)
     with _progress(progress, f"Decoding {root}", len(files)) as tick:
         for i, p in enumerate(files):
             yield str(p.relative_to(root)), p.read_bytes()
@@ -383,17 +418,32 @@ def _images_by_split(items: Iterable[tuple[str, bytes]], src: Path) -> dict[str,
     from PIL import Image, UnidentifiedImageError
 
     out: dict[str, tuple[list[np.ndarray], list[str]]] = {"train": ([], []), "test": ([], [])}
+    folders: dict[str, set[str]] = {"train": set(), "test": set()}
     for name, data in items:
         parts = Path(name).parts
+        if name.endswith("/"):  # a folder: SPLIT/<class>/ declares a class, which must then hold images
+            if len(parts) >= 2 and parts[-2] in folders:
+                folders[parts[-2]].add(parts[-1])
+            continue
         if len(parts) < 3 or parts[-3] not in out or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
             continue
         try:
             with Image.open(io.BytesIO(data)) as im:
                 pixels = np.asarray(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise DataError(f"cannot decode image {name} in {src}: {e}") from e
+        except UnidentifiedImageError as e:
+            raise DataError(f"cannot decode image {name} in {src}: not a readable image (damaged, or another kind "
+                            "of file); delete or replace it") from e
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot decode image {name} in {src}: {e}; delete or replace it") from e
         out[parts[-3]][0].append(pixels.transpose(2, 0, 1))
         out[parts[-3]][1].append(parts[-2])
+    for split, declared in folders.items():
+        empty = sorted(declared - set(out[split][1]))
+        if empty:
+            many = len(empty) > 1
+            raise DataError(f"{src}: class folder{'s' if many else ''} {', '.join(empty[:5])} in {split}/ "
+                            f"{'hold' if many else 'holds'} no images; remove {'them' if many else 'it'} or add "
+                            "images (every class needs images in every split)")
     return out
 
 
@@ -402,7 +452,12 @@ def _canonical(parts: dict[str, tuple[list[np.ndarray], list[str]]], src: Path) 
     for split in ("train", "test"):
         if not parts[split][0]:
             raise DataError(f"{src} has no {split} images (expected {split}/<class>/<image>). {HOW_TO_GET_CIFAR}")
-    classes = sorted(set(parts["train"][1]) | set(parts["test"][1]))
+    train, test = set(parts["train"][1]), set(parts["test"][1])
+    if train != test:
+        odd = ", ".join(f"{c!r} only in {'train' if c in train else 'test'}" for c in sorted(train ^ test)[:5])
+        raise DataError(f"{src}: train and test have different classes ({odd}); a model trained on one class set "
+                        "cannot be judged on another — give both splits the same class folders")
+    classes = sorted(train)
     index = {c: i for i, c in enumerate(classes)}
     out: dict[str, np.ndarray] = {"classes": np.array(classes)}
     for split in ("train", "test"):

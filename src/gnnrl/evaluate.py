@@ -16,6 +16,7 @@ from torch.fx.experimental.optimization import fuse
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .data import Split
+from .errors import GnnrlError
 
 if TYPE_CHECKING:
     from .folder import FolderSplit
@@ -132,8 +133,12 @@ def evaluate(
     batches = split.batches(batch_size, device)  # outside inference mode: a split may cache what it makes here
     try:
         with torch.inference_mode():
-            for x, y in batches:
+            for i, (x, y) in enumerate(batches):
                 logits = runner(x.contiguous(memory_format=torch.channels_last) if fast else x)
+                if i == 0 and not bool(torch.isfinite(logits).all()):
+                    # argmax of NaN is class 0: the accuracy would read as chance, not as an error
+                    raise GnnrlError(f"the model's outputs on split {split.name!r} are not finite "
+                                     "(NaN or inf): its weights or BatchNorm statistics are damaged")
                 correct += int((logits.argmax(1) == y).sum())
     finally:
         model.train(was_training)

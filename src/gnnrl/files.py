@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,13 +22,32 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        write(Path(tmp))
+        try:
+            write(Path(tmp))
+        except OSError as e:  # named by the file the user knows, not by its temporary
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        except Exception as e:
+            # torch.save and safetensors report a full disk as their own errors ("unexpected pos", IoError)
+            if _disk_full(e, path.parent):
+                raise OSError(errno.ENOSPC, "No space left on device", str(path)) from e
+            raise
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; a result should get the user's usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _disk_full(e: BaseException, folder: Path) -> bool:
+    """Whether a writer's failure `e` means the disk under `folder` is full (said in its text, or no space left)."""
+    text = f"{e} {e.__cause__ or ''}".lower()
+    if "no space left" in text or "os error 28" in text or "errno 28" in text:
+        return True
+    try:
+        return shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        return False
 
 
 def _umask() -> int:
@@ -64,7 +86,59 @@ def prepare_run_dir(out: str | Path, resume: bool = False, overwrite: bool = Fal
                          "or choose another --out")
     _check_creatable(out)
     out.mkdir(parents=True, exist_ok=True)
+    lock_run_dir(out)
+    if resume:
+        remove_stale_temporaries(out)  # ours alone now: any temporary file in it is from a writer that died
     return out
+
+
+_HELD: dict[Path, int] = {}
+"""run folders this process holds (resolved path → open descriptor with the lock)"""
+
+
+def lock_run_dir(out: str | Path) -> None:
+    """Hold an exclusive lock on the folder `out` for this process's life; another process is refused in one line.
+
+    The lock is the kernel's (`flock` on the folder itself): it leaves no file behind and dies with its process, so a
+    killed run never leaves a stale lock, and a second process can never share the folder.
+    """
+    out = Path(out).resolve()
+    if out in _HELD:
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; the folder checks above still apply
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        raise GnnrlError(f"--out {out} is in use by another gnnrl process (a run folder has one writer at a time); "
+                         "wait for it to finish, stop it, or choose another --out") from e
+    _HELD[out] = fd
+
+
+def release_run_dir(out: str | Path) -> None:
+    """Let another process use the run folder `out` (a no-op if this process does not hold it)."""
+    fd = _HELD.pop(Path(out).resolve(), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+_TEMPORARY = re.compile(r"^\.(.+)\.[a-z0-9_]{8}(\.[^.]+)?$")
+"""`atomic_write`'s temporary names: .TARGET.XXXXXXXX plus TARGET's suffix"""
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete `atomic_write` temporaries under `folder` (call only while holding its lock); returns what went."""
+    gone = []
+    for path in Path(folder).rglob(".*"):
+        m = _TEMPORARY.match(path.name)
+        if m and path.is_file() and (m.group(2) or "") == Path(m.group(1)).suffix:
+            path.unlink(missing_ok=True)
+            gone.append(path)
+    return gone
 
 
 def check_writable(path: str | Path) -> Path:

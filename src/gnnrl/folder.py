@@ -111,7 +111,7 @@ class FolderDataset:
         if val_size >= len(labels):
             raise DataError(f"--val-size {val_size} leaves none of the {len(labels)} {val_from} images for "
                             f"{'test_rest' if val_from == 'test' else 'training'}; choose fewer")
-        val_idx = balanced_sample(labels, val_size, seed)
+        val_idx = balanced_sample(labels, val_size, seed, self.classes, f"the {val_from} images")
         if name == "val":
             idx = val_idx
         else:
@@ -165,7 +165,7 @@ class FolderSplit:
 
     def balanced_subset(self, n: int, seed: int = 0) -> FolderSplit:
         """`n` images drawn class-balanced with a fixed seed."""
-        return self._with(balanced_sample(self.labels.numpy(), n, seed))
+        return self._with(balanced_sample(self.labels.numpy(), n, seed, self.classes, f"split {self.name!r}"))
 
     def _loader(self, batch_size: int, train: bool, order: torch.Tensor | None = None,
                 gen: torch.Generator | None = None) -> Any:
@@ -175,7 +175,7 @@ class FolderSplit:
         dataset = _Files(self.files, t.Compose([*crop, t.PILToTensor()]))
         # evaluation passes repeat (one per search episode): their decoding processes stay up between passes
         return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=order.tolist() if order is not None
-                                           else None, num_workers=self.workers, generator=gen,
+                                           else None, num_workers=self.workers, generator=gen, collate_fn=_collate,
                                            persistent_workers=not train and self.workers > 0)
 
     @cached_property
@@ -195,7 +195,7 @@ class FolderSplit:
         if batch_size not in self._eval_loaders:
             self._eval_loaders[batch_size] = self._loader(batch_size, train=False)
         start = 0
-        for x in self._eval_loaders[batch_size]:
+        for x in _checked(self._eval_loaders[batch_size]):
             y = self.labels[start : start + len(x)]
             start += len(x)
             yield normalize(x.to(device), self.mean, self.std), y.to(device)
@@ -206,7 +206,8 @@ class FolderSplit:
         order = torch.randperm(len(self), generator=gen)
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
         start = 0
-        for x in self._loader(batch_size, train=True, order=order, gen=torch.Generator().manual_seed(seed)):
+        for x in _checked(self._loader(batch_size, train=True, order=order,
+                                       gen=torch.Generator().manual_seed(seed))):
             y = self.labels[order[start : start + len(x)]]
             start += len(x)
             yield normalize(x.to(device), self.mean, self.std), y.to(device)
@@ -217,7 +218,7 @@ class FolderSplit:
         if len(self) > 5000:
             raise DataError(f"refusing to hold all {len(self)} images of split {self.name!r} in memory; stream it")
         loader = self._loader(256, train=False)
-        return torch.cat(list(loader)) if len(self) else torch.zeros(0, *self.image_shape, dtype=torch.uint8)
+        return torch.cat(list(_checked(loader))) if len(self) else torch.zeros(0, *self.image_shape, dtype=torch.uint8)
 
     @property
     def normalized(self) -> torch.Tensor:
@@ -234,14 +235,35 @@ class _Files(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
+    def __getitem__(self, i: int) -> torch.Tensor | str:
+        """The transformed image, or (for a file that does not decode) the line saying so.
+
+        The failure travels back as a value, raised by `_collate` in the main process: an exception raised in a
+        DataLoader worker would reach the user wrapped in that worker's whole traceback.
+        """
         from PIL import Image, UnidentifiedImageError
 
         try:
             with Image.open(self.files[i]) as im:
                 return self.transform(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise DataError(f"cannot decode image {self.files[i]}: {e}") from e
+        except UnidentifiedImageError:
+            return f"cannot decode image {self.files[i]}: not a readable image (damaged, or another kind of file)"
+        except (OSError, ValueError) as e:
+            return f"cannot decode image {self.files[i]}: {e}"
+
+
+def _collate(items: list[torch.Tensor | str]) -> torch.Tensor | str:
+    """Stack a batch of images, or pass on the first decoding failure's line (raised by `_raise_bad`)."""
+    bad = next((x for x in items if isinstance(x, str)), None)
+    return bad if bad is not None else torch.stack(items)  # type: ignore[arg-type]
+
+
+def _checked(batches: Any) -> Iterator[torch.Tensor]:
+    """The loader's batches, raising the first image that did not decode as one `DataError` line."""
+    for x in batches:
+        if isinstance(x, str):
+            raise DataError(x + "; delete or replace it")
+        yield x
 
 
 def load_image_folder(root: str | Path, image_size: int = 224, resize: int = 256, workers: int | None = None
@@ -261,9 +283,14 @@ def load_image_folder(root: str | Path, image_size: int = 224, resize: int = 256
     extra = sorted({d.name for d in held_out.iterdir() if d.is_dir()} - set(classes))
     if extra:
         raise DataError(f"{held_out} has classes that train/ lacks: {', '.join(extra[:5])}")
-    for what, files in (("train", train_files), (held_out.name, test_files)):
+    for what, files, labels in (("train", train_files, train_labels), (held_out.name, test_files, test_labels)):
         if not files:
             raise DataError(f"{root / what} has no images ({', '.join(IMAGE_SUFFIXES)})")
+        empty = [c for i, c in enumerate(classes) if not (labels == i).any()]
+        if empty:
+            raise DataError(f"{root / what}: class{'es' if len(empty) > 1 else ''} {', '.join(empty[:5])} "
+                            f"{'have' if len(empty) > 1 else 'has'} no images there (missing or empty folder); every "
+                            "class needs images in train/ and in the held-out folder")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return FolderDataset(root.name, tuple(classes), tuple(train_files), train_labels, tuple(test_files), test_labels,
                          root, image_size=image_size, resize=resize,

@@ -329,6 +329,10 @@ def replay(model: nn.Module, lineage: Lineage) -> fx.GraphModule | nn.Module:
     for round_kept in lineage.rounds:
         graph = trace(module, torch.zeros(lineage.input_shape))
         keep = np.zeros(analyze(graph).num_units, dtype=bool)
+        bad = [u for u in round_kept if not 0 <= u < len(keep)]
+        if bad:
+            raise PruneError(f"this pruned model's record keeps channel units {bad[:3]} of a network with "
+                             f"{len(keep)}: the file is damaged or was written for another model; re-save it")
         keep[list(round_kept)] = True
         module = apply_plan(graph, PrunePlan(keep, {}, {}))
     module.gnnrl_lineage = lineage  # type: ignore[assignment]

@@ -26,10 +26,32 @@ def _read_json(path: Path) -> Any:
                          "deleting it") from e
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def _read_jsonl(path: Path, notes: list[str] | None = None, expected: int | None = None) -> list[dict[str, Any]]:
+    """The records of a log, up to its first damaged line; what is missing or damaged is said in `notes`."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records: list[dict[str, Any]] = []
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        lines = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            if notes is not None:
+                notes.append(f"{path.parent.name}/{path.name}: line {i + 1} is damaged; shown are the {len(records)} "
+                             "records before it")
+            return records
+        records.append(record)
+    if expected is not None and len(records) < expected and notes is not None:
+        notes.append(f"{path.parent.name}/{path.name} holds {len(records)} of the {expected} records its run wrote "
+                     "(lines were lost); shown are those")
+    return records
 
 
 def collect(run: str | Path) -> dict[str, Any]:
@@ -48,7 +70,14 @@ def collect(run: str | Path) -> dict[str, Any]:
         value = _read_json(run / f"{name}.json")
         if value is not None:
             rep[name] = value
-    ft = _read_jsonl(run / "finetune" / "history.jsonl")
+    notes: list[str] = []
+    if policy:
+        _read_jsonl(run / "search" / "history.jsonl", notes, policy.get("episodes_run"))
+    ckpt_epochs = ((rep["run"] or {}).get("finetune") or {}).get("epochs") if (run / "model.safetensors").is_file() \
+        else None  # a finished run wrote every epoch
+    ft = _read_jsonl(run / "finetune" / "history.jsonl", notes, ckpt_epochs)
+    if notes:
+        rep["warnings"] = notes
     if ft:
         rep["finetune"] = {"epochs": len(ft), "best_val_top1": max(r["val/top1"] for r in ft),
                            "best_epoch": max(ft, key=lambda r: r["val/top1"])["epoch"], "history": ft}
@@ -66,6 +95,7 @@ def markdown(rep: dict[str, Any]) -> str:
     dep = rep.get("deploy", {})
     metric = {"macs": "MACs", "params": "parameters"}.get(r["metric"], r["metric"])
     lines = [f"# gnnrl compress: {r['model']['name']} at {r['budget']:.0%} of the {metric}", ""]
+    lines += [f"> ⚠ {note}" for note in rep.get("warnings", [])] + ([""] if rep.get("warnings") else [])
     orig, before, after = ev.get("original", {}), ev.get("pruned_before_ft", {}), ev.get("pruned_after_ft", {})
     alt_before, alt_after = ev.get("baseline_before_ft"), ev.get("baseline_after_ft")
     alt = alt_after is not None

@@ -60,8 +60,23 @@ def read_lineage(path: str | Path) -> Lineage:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         fmt = meta.get("format") if isinstance(meta, dict) else None
         raise WeightsError(f"{path} is in format {fmt!r}; this gnnrl reads {FORMAT}")
+    if not _valid_meta(meta):
+        raise WeightsError(f"{path} has damaged gnnrl metadata (its spec, input_shape or rounds are missing or of the "
+                           "wrong type); re-save the model with gnnrl.save")
     return Lineage(spec=meta["spec"], input_shape=tuple(meta["input_shape"]),
                    rounds=tuple(tuple(r) for r in meta["rounds"]))
+
+
+def _valid_meta(meta: dict) -> bool:
+    """The lineage fields `load` reads are all there, with their types (a hand edit or bit rot fails here)."""
+    spec, shape, rounds = meta.get("spec"), meta.get("input_shape"), meta.get("rounds")
+
+    def ints(xs: object) -> bool:
+        return isinstance(xs, list) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in xs)
+
+    return (isinstance(spec, dict) and isinstance(spec.get("name"), str) and isinstance(spec.get("num_classes"), int)
+            and isinstance(spec.get("kwargs", {}), dict) and ints(shape)
+            and isinstance(rounds, list) and all(ints(r) for r in rounds) and (not rounds or len(shape) >= 2))
 
 
 def load(path: str | Path) -> nn.Module:

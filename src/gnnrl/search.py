@@ -26,7 +26,7 @@ from .data import Cifar, Split
 from .env import DNNGraphEnv, EnvConfig, fit_latency, removed_key, reward_of, uniform_removed
 from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
-from .files import atomic_write, torch_save, write_json, write_text
+from .files import atomic_write, lock_run_dir, torch_save, write_json, write_text
 from .identity import model_identity
 from .latency import LatencyModel, TableModel, engine_ratio, latency_from_dict, measured_ratio
 from .methods import LEARNING, METHODS, ONE_SHOT, Method, Rollout, make_method
@@ -223,6 +223,9 @@ def search(
     if out and not resume and not overwrite and ((out / "checkpoint.pt").exists() or (out / "policy.json").exists()):
         raise GnnrlError(f"{out} already holds a search; resume it (--resume), start over (--overwrite), or choose "
                          "another folder")
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        lock_run_dir(out)  # one writer per folder, from the API as from the CLI
     identity = search_identity(model, data, config)
     saved = (load_for_resume(ckpt, _jsonable(config), identity=identity, defaults=LEGACY, view=settings_read)
              if resume else None)

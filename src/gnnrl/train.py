@@ -10,6 +10,7 @@ per-epoch loss follows the single-process run, and rank 0 alone writes files.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from .checkpoint import load_for_resume
 from .data import Cifar
 from .errors import GnnrlError
 from .evaluate import available_cores, default_device, evaluate, inference_copy
-from .files import torch_save, write_json, write_text
+from .files import lock_run_dir, torch_save, write_json, write_text
 from .identity import model_identity, tensor_fingerprint, weights_fingerprint
 from .progress import progress_bar
 
@@ -196,6 +197,7 @@ def train(
         best = dict(ckpt.get("best", best))
     if out and dist.main:
         out.mkdir(parents=True, exist_ok=True)
+        lock_run_dir(out)  # one writer per folder, from the API as from the CLI
     runner: nn.Module = DistributedDataParallel(model) if dist.world > 1 else model
     teacher_runner = inference_copy(teacher.to(device)) if teacher is not None and config.kd_weight > 0 else None
 
@@ -229,9 +231,13 @@ def train(
                 loss_sum += loss.detach() * len(y)
                 seen += len(y)
                 if step % 20 == 0:
-                    bar.update(task, info=f"epoch {epoch + 1}/{config.epochs} loss {float(loss_sum) / seen:.3f}")
+                    running = float(loss_sum) / seen  # read back for the bar anyway: checking it costs nothing more
+                    if dist.world == 1:
+                        _check_loss(running, epoch, step, ckpt_path)
+                    bar.update(task, info=f"epoch {epoch + 1}/{config.epochs} loss {running:.3f}")
                 bar.update(task, advance=1)
             epoch_loss = _global_mean(loss_sum, seen, dist)
+            _check_loss(epoch_loss, epoch, None, ckpt_path)  # the same on every rank: all stop together
             record = {"epoch": epoch + 1, "train/loss": epoch_loss, "lr": sched.get_last_lr()[0],
                       "seconds": time.perf_counter() - t0}
             if dist.main:  # the other ranks wait at the barrier below instead of evaluating the same images
@@ -271,6 +277,17 @@ def train(
     return TrainResult(val_top1=val_top1, test_top1=test.top1 if test else float("nan"), epochs=len(history),
                        seconds=time.perf_counter() - t0, weights_path=weights_path, best_val_top1=best["val/top1"],
                        best_epoch=int(best["epoch"]), best_path=best_path, history=history)
+
+
+def _check_loss(loss: float, epoch: int, step: int | None, ckpt_path: Path | None) -> None:
+    """Stop at the first non-finite loss, before this epoch writes anything: NaN weights are never saved."""
+    if math.isfinite(loss):
+        return
+    where = f"epoch {epoch + 1}" + (f", step {step + 1}" if step is not None else "")
+    kept = (f"; {ckpt_path} still holds the last good epoch" if ckpt_path is not None and ckpt_path.is_file()
+            else "; nothing was saved")
+    raise GnnrlError(f"the training loss became {loss} in {where}: the weights diverged, so training stopped{kept}. "
+                     "Lower --lr, or check the starting weights and the data")
 
 
 def _global_mean(total: torch.Tensor, count: int, dist: Dist) -> float:

@@ -74,6 +74,7 @@ def _flatten(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 def load_weights(model: nn.Module, path: str | Path, allow_pickle: bool = False) -> nn.Module:
     """Load a checkpoint into `model` strictly; on mismatch raise `WeightsError` naming the first bad keys."""
     state = read_state_dict(path, allow_pickle)
+    check_finite(state, path)
     problems = mismatches(model, state)
     if problems:
         spec = getattr(model, "gnnrl_spec", None)
@@ -84,6 +85,15 @@ def load_weights(model: nn.Module, path: str | Path, allow_pickle: bool = False)
     state = {**{k: v for k, v in own.items() if k.endswith("num_batches_tracked")}, **state}
     model.load_state_dict(state, strict=True)
     return model
+
+
+def check_finite(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse weights holding NaN or ±inf: such a network evaluates to chance and trains to NaN without a word."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise WeightsError(f"{path} holds non-finite values (NaN or inf) in {', '.join(bad[:3])}{more}: the file is "
+                           "damaged or was written by a run that diverged; restore it or use another checkpoint")
 
 
 def mismatches(model: nn.Module, state: dict[str, torch.Tensor], limit: int = 5) -> list[str]:

@@ -80,11 +80,22 @@ def create(
     allow_pickle: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build a zoo model by name (torchvision names included); load `weights` (a checkpoint path) if given.
+    """Build a zoo model by name (torchvision names included), randomly initialised unless `weights` is given.
 
+    `weights`: a checkpoint path, or "pretrained" for the shared pre-trained CIFAR checkpoint the CLI uses by
+    default (`gnnrl.paths.default_weights`). Like torchvision's builders, no `weights` means random weights; the CLI
+    instead defaults to "pretrained", because compressing an untrained network is never what a user means.
     The returned module carries `gnnrl_spec` (a `ModelSpec`) so that it can be rebuilt later.
     """
     name = canonical_name(name)
+    if isinstance(weights, str) and weights == "pretrained":
+        from ..paths import default_weights
+
+        found = default_weights(name, "cifar100" if num_classes == 100 else "cifar10")
+        if found is None:
+            raise ModelError(f"no pre-trained checkpoint for {name!r} was found (looked in $GNNRL_MODELS and "
+                             "../shared/models); pass a checkpoint path as weights=")
+        weights = found
     try:
         if name in CIFAR_MODELS:
             model = CIFAR_MODELS[name](num_classes=num_classes, **kwargs)
