@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[vision,dev,distributed]'
+	$(BIN)/python -m pip install -q -e '.[vision,dev,distributed,timm]'
 	touch $@
 
 # The main job: ResNet-20 on CIFAR-10 at 70% of its ONNX Runtime latency (batch 1, 1 thread), search → prune →

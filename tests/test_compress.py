@@ -234,3 +234,31 @@ def test_report_states_the_measured_latency_against_the_budget(tmp_path: Path) -
     assert "measured 0.705 (IQR 0.020 over 7 interleaved rounds): met." in report(0.705)  # within its spread
     text = report(0.75)
     assert "measured 0.750" in text and "**NOT met**" in text and "uniform-internal at the same budget" in text
+
+
+def test_a_timm_model_goes_through_compress_and_back(cifar: Cifar, tmp_path: Path) -> None:
+    """`timm/<name>` is a zoo name like any other: compress writes a file that `gnnrl.load` rebuilds (no download),
+    and ONNX Runtime's output of the exported network equals the rebuilt model's."""
+    pytest.importorskip("timm")
+    import onnxruntime as ort
+
+    from gnnrl.compress import CompressConfig, compress
+    from gnnrl.env import EnvConfig
+    from gnnrl.search import SearchConfig
+
+    torch.manual_seed(0)
+    model = gnnrl.create("timm/resnet18", num_classes=10)
+    config = CompressConfig(search=SearchConfig(episodes=3, warmup=1, val_size=100,
+                                                env=EnvConfig(budget=0.6, bn_recal=32, max_steps=2)),
+                            finetune=finetune_config(epochs=1, subset=64), latency_batches=(1,), latency_rounds=2,
+                            eval_size=100, baseline=False)
+    compress(model, cifar, tmp_path / "run", config, progress=False)
+    back = gnnrl.load(tmp_path / "run" / "model.safetensors").eval()
+    assert back.gnnrl_lineage.spec["name"] == "timm/resnet18"
+    x = torch.randn(2, 3, 32, 32)
+    sess = ort.InferenceSession(str(tmp_path / "run" / "model.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        want = back(x).numpy()
+    got = np.concatenate([sess.run(None, {sess.get_inputs()[0].name: x[i : i + 1].numpy()})[0] for i in range(2)])
+    assert np.abs(got - want).max() <= 1e-3 * max(1.0, float(np.abs(want).max()))
+    assert gnnrl.count_flops(back).macs < 0.7 * gnnrl.count_flops(model).macs

@@ -9,6 +9,7 @@ from torch import nn
 from gnnrl import count_flops, create, list_models
 from gnnrl.errors import ModelError
 from gnnrl.models import CIFAR_MODELS, channel_shuffle
+from gnnrl.prune import original_cost
 
 
 @pytest.mark.parametrize("name", list(CIFAR_MODELS))
@@ -92,3 +93,59 @@ def test_every_torchvision_classifier_runs_and_counts(name: str) -> None:
     with torch.inference_mode():
         assert model(torch.randn(1, 3, side, side)).shape == (1, 10)
     assert count_flops(model, (1, 3, side, side)).macs > 0
+
+
+def _flop_counter_macs(model: nn.Module, shape: tuple[int, ...]) -> int:
+    """PyTorch's own count (FlopCounterMode: conv, linear, matmul…), as MACs per sample."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as flops:
+        model.eval()(torch.zeros(shape))
+    return flops.get_total_flops() // 2 // shape[0]
+
+
+class _FunctionalNet(nn.Module):
+    """Cost the registry cannot see: a conv called functionally from a parameter, and a matmul attention."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(16, 3, 3, 3))
+        self.bn = nn.BatchNorm2d(16)
+        self.conv = nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(torch.relu(self.bn(torch.nn.functional.conv2d(x, self.weight, padding=1))))
+        a = x.flatten(2)
+        x = x + (torch.softmax(a @ a.transpose(1, 2), -1) @ a).view_as(x)
+        return self.fc(x.mean((2, 3)))
+
+
+_COUNTED = [("resnet20", 32), ("resnet56", 32), ("vgg16", 32), ("mobilenet_v2", 64), ("shufflenet_v2_x1_0", 64),
+            ("efficientnet_b0", 64), ("regnet_y_400mf", 64), ("convnext_tiny", 64), ("densenet121", 64),
+            ("r3d_18", 0), ("functional", 32)]
+
+
+@pytest.mark.parametrize("name, side", _COUNTED)
+def test_counted_cost_agrees_with_flop_counter_mode_before_and_after_pruning(name: str, side: int) -> None:
+    """No op is ever counted as free: count_flops, the traced analytic cost and the pruned network's analytic cost
+    all equal PyTorch's FlopCounterMode (unknown layers included, whether or not gnnrl can cut them)."""
+    import gnnrl
+
+    torch.manual_seed(0)
+    if name == "functional":
+        model, shape = _FunctionalNet(), (1, 3, side, side)
+    elif name == "r3d_18":  # a Conv3d subclass (Conv3DSimple), video input
+        tv = pytest.importorskip("torchvision")
+        model, shape = tv.models.video.r3d_18(num_classes=10), (1, 3, 4, 32, 32)
+    else:
+        model, shape = create(name, num_classes=10).eval(), (1, 3, side, side)
+    model.eval()
+    truth = _flop_counter_macs(model, shape)
+    assert count_flops(model, shape).macs == truth
+    graph = gnnrl.trace(model, torch.zeros(shape))
+    assert original_cost(graph).macs == truth
+    uncosted = {getattr(n.target, "__name__", str(n.target)) for n in graph.nodes if n.meta.get("uncosted")}
+    assert ("conv2d" in uncosted and "matmul" in uncosted) if name == "functional" else not uncosted, uncosted
+    pruned = gnnrl.prune(graph, ratios=0.3)
+    assert pruned.cost.macs == _flop_counter_macs(pruned.module, shape) == count_flops(pruned.module, shape).macs

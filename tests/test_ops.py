@@ -83,6 +83,79 @@ def test_3d_convolutions_prune_exactly() -> None:
     check_exact(video_net(), input_shape=(2, 3, 4, 16, 16))
 
 
+class _StdConv(nn.Conv2d):
+    """A weight-standardised conv (BiT, NF-ResNet): a Conv2d subclass whose `forward` computes something else."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        w = (w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding)
+
+
+def test_subclasses_of_registered_layers() -> None:
+    """A subclass that keeps its base's forward is the same op (torchvision's Conv3DSimple in r3d_18 prunes
+    exactly); a weight-standardised conv overrides forward and does not prune like a conv: pinned, still costed."""
+    tv = pytest.importorskip("torchvision")
+    r3d = tv.models.video.r3d_18(num_classes=10)
+    assert "Conv3DSimple" in {type(m).__name__ for m in r3d.modules()}
+    check_exact(r3d, input_shape=(2, 3, 4, 16, 16))
+    net = nn.Sequential(_StdConv(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                        nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    graph = trace(net, torch.randn(1, 3, 16, 16))
+    groups = channel_groups(graph)
+    assert [g.members for g in groups if g.prunable] == [("3",)]  # the standardised conv's channels: pinned
+    assert any("_StdConv overrides Conv2d.forward and does not prune like it" in g.reason for g in groups)
+    assert count_flops(net, (1, 3, 16, 16)).macs == (8 * 27 + 8 * 72) * 256 + 4 * 8 * 256
+
+
+class _BatchNormAct(nn.BatchNorm2d):
+    """timm's BatchNormAct2d in small: a BatchNorm2d subclass whose own forward calls F.batch_norm, then an act."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
+                         self.momentum or 0.0, self.eps)
+        return F.silu(x)
+
+
+class _MixingNorm(nn.BatchNorm2d):
+    """A BatchNorm2d subclass whose forward mixes channels: it must not be cut like a BatchNorm."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + x.mean(1, keepdim=True)
+
+
+class _CastLinear(nn.Linear):
+    """timm's Linear: an nn.Linear subclass whose forward only casts the weight."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight.to(x.dtype), self.bias.to(x.dtype))
+
+
+def _override_net(norm: type[nn.Module]) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), norm(8), nn.Conv2d(8, 12, 3, padding=1), nn.BatchNorm2d(12),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), _CastLinear(12, 6), nn.ReLU(),
+                         nn.Linear(6, 3))
+
+
+def test_subclasses_that_override_forward_are_checked_not_trusted() -> None:
+    """A norm + activation subclass prunes exactly as a BatchNorm (checked on the layer), and so does a Linear whose
+    forward only casts; one whose forward mixes channels is pinned, with the reason."""
+    fused = _override_net(_BatchNormAct)
+    assert {g.members[0] for g in channel_groups(trace(fused, torch.randn(1, 3, 8, 8))) if g.prunable} == \
+        {"0", "2", "7"}
+    check_exact(fused, side=8)
+    mixing = channel_groups(trace(_override_net(_MixingNorm), torch.randn(1, 3, 8, 8)))
+    pinned = next(g for g in mixing if "0" in g.members)
+    assert not pinned.prunable and "_MixingNorm overrides BatchNorm2d.forward and does not prune like it" in \
+        pinned.reason
+    # in training mode the fused norm still uses (and updates) its own statistics: it was kept whole, not baked
+    pruned = gnnrl.prune(fused, torch.zeros(1, 3, 8, 8), ratios=0.5).module.train()
+    norm = next(m for m in pruned.modules() if isinstance(m, _BatchNormAct))
+    before = norm.running_mean.clone()
+    pruned(torch.randn(4, 3, 8, 8))
+    assert norm.running_mean.shape == (4,) and not torch.equal(norm.running_mean, before)
+
+
 def test_group_norm_loses_whole_groups() -> None:
     model = _randomise(GroupNormNet()).eval()
     graph = trace(model, torch.randn(1, 3, 16, 16))

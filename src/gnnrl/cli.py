@@ -159,11 +159,16 @@ def cmd_info(args: argparse.Namespace) -> int:
         table.add_row(str(g.id), names, chans, f"{100 * g.macs / total.macs:.1f}",
                       "yes" if g.prunable else f"no: {g.reason}")
     out.print(table)
+    uncosted = {str(n.target): int(n.meta["macs"]) for n in graph.nodes if n.meta.get("uncosted")}
+    if uncosted:  # counted (by FlopCounterMode), never free, but no registry entry prices a cut of them
+        names = ", ".join(f"{k} ({v / 1e6:.2f} M)" for k, v in list(uncosted.items())[:5])
+        out.print(f"{100 * sum(uncosted.values()) / total.macs:.1f} % of the MACs are in ops gnnrl counts with "
+                  f"PyTorch's FlopCounterMode but cannot cut: {names}" + (" …" if len(uncosted) > 5 else ""))
     if args.json:
         from dataclasses import asdict
 
         write_json(args.json, {"model": args.model, "input_size": side, "macs": total.macs, "params": total.params,
-                               "groups": [asdict(g) for g in groups]})
+                               "uncosted_macs": uncosted, "groups": [asdict(g) for g in groups]})
     return 0
 
 

@@ -33,6 +33,7 @@ from torch import fx, nn
 
 from .ops import Call, Op, load_optional, node_op
 from .ops.idmap import NO_CHANNEL, Ids, broadcast, flat, tensors, vector
+from .ops.registry import overrides_forward, prunes_like_its_base, registered_base
 from .trace import TracedModel
 
 
@@ -371,6 +372,12 @@ class ChannelPass:
                     f"op {getattr(node.target, '__name__', str(node.target))}")
             return self.opaque(node, inputs, f"{what} is not understood" +
                                (" (kept whole)" if module is not None else ""))
+        if module is not None and overrides_forward(type(module)):
+            first = next((a for a in node.all_input_nodes if "shape" in a.meta), None)
+            if first is None or not prunes_like_its_base(module, op, first.meta["shape"]):
+                base = registered_base(type(module))
+                return self.opaque(node, inputs, f"module {type(module).__name__} overrides "
+                                   f"{base.__name__ if base else 'its base'}.forward and does not prune like it")
         return op.channels(self, Call(node, module, op, args, kwargs))
 
     def finish(self) -> tuple[Analysis, set[str]]:

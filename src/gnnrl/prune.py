@@ -235,8 +235,9 @@ def _base(graph: TracedModel, a: Analysis) -> Cost:
     """The cost of everything the pruner does not resize (cached)."""
     if graph.cache.base_cost is None:
         sliced = {m.target for m in a.modules}
+        # every node the pruner leaves alone, functional and unregistered ops included (`trace` measured them)
         macs = sum(int(n.meta.get("macs", 0)) for n in graph.module.graph.nodes
-                   if n.op == "call_module" and str(n.target) not in sliced)
+                   if not (n.op == "call_module" and str(n.target) in sliced))
         # a registered layer's parameters may sit in its submodules: exclude everything under a sliced layer
         params = sum(p.numel() for name, p in graph.module.named_parameters()
                      if not any(name.startswith(f"{t}.") for t in sliced))

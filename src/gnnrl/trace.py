@@ -84,7 +84,17 @@ class _Tracer(fx.Tracer):
         self.leaves = tuple(leaves)
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, self.leaves) or super().is_leaf_module(m, module_qualified_name)
+        return (isinstance(m, self.leaves) or _registered_subclass(type(m))
+                or super().is_leaf_module(m, module_qualified_name))
+
+
+def _registered_subclass(cls: type[nn.Module]) -> bool:
+    """A subclass of a registered layer (torchvision's Conv3DSimple, timm's BatchNormAct2d) is kept whole and
+    understood by its base's entry; one that overrides `forward` is checked by the channel analysis
+    (`gnnrl.ops.registry.prunes_like_its_base`) and pinned when it does not prune like its base."""
+    from .ops.registry import MODULE_OPS, registered_base
+
+    return cls not in MODULE_OPS and registered_base(cls) is not None
 
 
 def trace(
@@ -142,19 +152,35 @@ def _explain(model: nn.Module, tracer: _Tracer, e: Exception) -> str:
 
 
 class _ShapePass(fx.Interpreter):
-    """Records shapes, non-tensor values and the cost of module calls into `node.meta`."""
+    """Records shapes, non-tensor values and the cost of every node into `node.meta`.
+
+    A module whose op entry has a cost rule is costed by it (the rule also prices a cut of the layer); every other
+    node is costed by what PyTorch's `FlopCounterMode` counts while it runs, so a functional conv, a matmul or an
+    unregistered layer is never counted as free (its node gets ``meta["uncosted"]``: an op gnnrl cannot cut).
+    """
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as self._flops:
+            return super().run(*args, **kwargs)
 
     def run_node(self, n: fx.Node) -> Any:
+        before = self._flops.get_total_flops()
         out = super().run_node(n)
+        measured = (self._flops.get_total_flops() - before) // 2  # FlopCounterMode counts a multiply-add as 2
         if isinstance(out, torch.Tensor):
             n.meta["shape"] = tuple(out.shape)
         elif not isinstance(out, (list, tuple)) or not any(isinstance(o, torch.Tensor) for o in out):
             n.meta["value"] = out
+        op = None
         if n.op == "call_module" and isinstance(out, torch.Tensor):
             m = self.module.get_submodule(str(n.target))
             op = module_op(type(m))
             x = self.env.get(n.args[0]) if n.args and isinstance(n.args[0], fx.Node) else None
             if op is not None and op.cost is not None and isinstance(x, torch.Tensor):
                 n.meta["macs"], n.meta["params"] = op.full_cost(m, tuple(x.shape), tuple(out.shape))
+                return out
+        if measured:
+            n.meta["macs"], n.meta["uncosted"] = int(measured), True
         return out
-

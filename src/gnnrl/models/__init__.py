@@ -55,8 +55,27 @@ def list_models() -> list[str]:
     return list(CIFAR_MODELS) + [n for n in _torchvision_names() if n not in CIFAR_MODELS]
 
 
+TIMM_PREFIX = "timm/"
+"""`create("timm/<name>")` builds a model of timm's zoo (the optional extra `gnnrl-compress[timm]`)"""
+
+
+def _timm() -> Any:
+    try:
+        import timm
+    except ImportError as e:
+        raise ModelError("timm models need timm: pip install 'gnnrl-compress[timm]'") from e
+    return timm
+
+
 def canonical_name(name: str) -> str:
     """Resolve aliases; raise `ModelError` with close matches for an unknown name."""
+    if name.startswith(TIMM_PREFIX):
+        timm, short = _timm(), name[len(TIMM_PREFIX):]
+        if not timm.is_model(short):
+            close = difflib.get_close_matches(short, timm.list_models(), n=5, cutoff=0.6)
+            hint = f" Did you mean: {', '.join(TIMM_PREFIX + c for c in close)}?" if close else ""
+            raise ModelError(f"timm has no model {short!r}.{hint}")
+        return name
     name = _ALIASES.get(name, name)
     if name in CIFAR_MODELS or name in _torchvision_names():
         return name
@@ -99,6 +118,8 @@ def create(
     try:
         if name in CIFAR_MODELS:
             model = CIFAR_MODELS[name](num_classes=num_classes, **kwargs)
+        elif name.startswith(TIMM_PREFIX):  # never downloads: weights come from `weights`, a local file
+            model = _timm().create_model(name[len(TIMM_PREFIX):], pretrained=False, num_classes=num_classes, **kwargs)
         else:
             import torchvision
 

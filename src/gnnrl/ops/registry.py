@@ -135,6 +135,60 @@ def module_op(cls: type[nn.Module]) -> Op | None:
     return None
 
 
+def registered_base(cls: type[nn.Module]) -> type[nn.Module] | None:
+    """The nearest registered class among `cls`'s bases (not `cls` itself): what a subclass is understood as."""
+    return next((b for b in cls.__mro__[1:] if b in MODULE_OPS), None)
+
+
+def overrides_forward(cls: type[nn.Module]) -> bool:
+    """A subclass of a registered layer with its own `forward` (timm's BatchNormAct2d: BatchNorm2d + activation)."""
+    base = registered_base(cls)
+    return cls not in MODULE_OPS and base is not None and cls.forward is not base.forward
+
+
+def prunes_like_its_base(module: nn.Module, op: Op, in_shape: tuple[int, ...]) -> bool:
+    """Whether a layer whose class overrides its registered base's `forward` still prunes as the base does.
+
+    Checked on the layer itself, once per trace, with the base's slicing rule: a shape-preserving per-channel layer
+    (a norm fused with an activation…) must give, on the first half of its channels, exactly those channels of its
+    whole output (a layer that mixes channels fails); a layer that makes new channels (a conv or linear with its
+    own forward) must give the first half of its outputs when sliced to them, and, when ungrouped, ignore a removed
+    input channel exactly as the base would. Anything else, or any failure, is not trusted.
+    """
+    import copy
+
+    if op.slice is None or len(in_shape) < 2 or in_shape[1] < 2:
+        return False
+    x = torch.randn((2, *in_shape[1:]), generator=torch.Generator().manual_seed(0))
+
+    def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+        return a.shape == b.shape and bool(torch.allclose(a, b, atol=1e-5, rtol=1e-4))
+
+    def sliced(in_k: torch.Tensor, out_k: torch.Tensor) -> nn.Module:
+        trial = copy.deepcopy(module).eval()
+        op.slice(trial, in_k, out_k)  # type: ignore[misc]
+        return trial
+
+    try:
+        with torch.no_grad():
+            whole = copy.deepcopy(module).eval()(x)
+            half_in = torch.arange(in_shape[1] // 2)
+            depthwise = getattr(module, "groups", 1) == in_shape[1] == whole.shape[1]
+            if tuple(whole.shape) == tuple(x.shape) or depthwise:  # per channel: the outputs are the inputs' channels
+                return same(sliced(half_in, half_in)(x[:, half_in]), whole[:, half_in])
+            all_in, half_out = torch.arange(in_shape[1]), torch.arange(whole.shape[1] // 2)
+            if len(half_out) == 0 or not same(sliced(all_in, half_out)(x), whole[:, half_out]):
+                return False
+            if getattr(module, "groups", 1) != 1:
+                return False  # grouped layers tie their inputs to their outputs: not checked, so not trusted
+            masked = x.clone()
+            masked[:, len(half_in):] = 0
+            all_out = torch.arange(whole.shape[1])
+            return same(sliced(half_in, all_out)(x[:, half_in]), copy.deepcopy(module).eval()(masked))
+    except Exception:  # any failure to slice or run means "not like the base"
+        return False
+
+
 def node_key(node: fx.Node) -> Any:
     """The registry key of a call_function / call_method node."""
     return node.target if node.op == "call_function" else f".{node.target}"

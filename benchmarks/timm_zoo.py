@@ -1,0 +1,192 @@
+"""Which timm CNN families gnnrl prunes exactly, beside Torch-Pruning on the same list, in one run.
+
+Each model is randomly initialised (no download) at a small input, 30% of every prunable group's channels are
+removed by L1 norm, and the pruned network must: equal the original with the removed channels masked
+(`tests/pruning_reference.masked_reference`), have fewer MACs, have the analytic cost equal PyTorch's
+`FlopCounterMode` count, and export to ONNX with onnxruntime's output equal to PyTorch's. Torch-Pruning (a peer,
+installed only here) runs its `MagnitudePruner` at the same ratio with the classifier ignored; it passes when it
+returns a network that runs with fewer MACs.
+
+    .venv/bin/pip install timm torch-pruning      # benchmark-only peers, never library dependencies
+    .venv/bin/python benchmarks/timm_zoo.py [--models NAME …] [--side 64]
+
+Writes benchmarks/results/timm_zoo.json and the "timm zoo" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+# One small member per family (a family: a distinct block design in timm's model zoo).
+FAMILIES = [
+    "resnet18", "resnet26d", "seresnet18", "ecaresnet26t", "resnext26ts", "skresnet18", "resnest14d",
+    "res2net50_14w_8s", "regnetx_002", "regnety_002", "regnetz_b16", "efficientnet_b0", "efficientnet_lite0",
+    "tf_efficientnet_b0", "efficientnetv2_rw_t", "mobilenetv2_050", "mobilenetv3_small_050", "mobilenetv4_conv_small",
+    "mnasnet_small", "fbnetc_100", "spnasnet_100", "ghostnet_050", "ghostnetv2_100", "mixnet_s", "rexnet_100",
+    "hardcorenas_a", "lcnet_050", "tinynet_e", "dla34", "dpn48b", "densenet121", "ese_vovnet19b_dw", "cspresnet50",
+    "cspdarknet53", "darknet17", "hrnet_w18_small", "repvgg_a0", "mobileone_s0", "nf_resnet26", "resnetv2_50",
+    "convnext_atto", "convnextv2_atto", "gernet_s", "vgg11", "selecsls42b", "hgnetv2_b0", "rdnet_tiny",
+    "legacy_seresnet18", "xception41", "dm_nfnet_f0",
+]
+
+
+def _gnnrl(name: str, side: int) -> dict[str, Any]:
+    import numpy as np
+    import onnxruntime as ort
+    import timm
+    import torch
+    from pruning_reference import masked_reference, randomise_bn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import gnnrl
+    from gnnrl.export import export_onnx
+    from gnnrl.prune import apply_plan, cost_after, make_plan, original_cost
+
+    def fcm(model: torch.nn.Module, x: torch.Tensor) -> int:
+        with torch.inference_mode(), FlopCounterMode(display=False) as f:
+            model(x)
+        return f.get_total_flops() // 2
+
+    torch.manual_seed(0)
+    model = randomise_bn(timm.create_model(name, pretrained=False, num_classes=10).eval())
+    x = torch.randn(1, 3, side, side)
+    row: dict[str, Any] = {}
+    try:
+        graph = gnnrl.trace(model, x)
+    except Exception as e:
+        return {"stage": "trace", "error": f"{type(e).__name__}: {str(e)[:200]}"}
+    groups = gnnrl.channel_groups(graph)
+    prunable = [g for g in groups if g.prunable]
+    row["groups"], row["prunable"] = len(groups), len(prunable)
+    row["pinned_reasons"] = sorted({g.reason.split(":")[0][:80] for g in groups if not g.prunable and g.reason})[:5]
+    row["count_ok"] = original_cost(graph).macs == fcm(model, x)
+    if not prunable:
+        return {**row, "stage": "groups", "error": "no prunable group"}
+    plan = make_plan(graph, {g.id: 0.3 for g in prunable})
+    pruned = apply_plan(graph, plan)
+    with torch.no_grad():
+        out, ref = pruned(x), masked_reference(graph, plan)(x)
+    row["exact"] = bool((out - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max())))
+    cost = cost_after(graph, plan)
+    row["macs_ratio"] = cost.macs / original_cost(graph).macs
+    row["pruned_count_ok"] = cost.macs == fcm(pruned, x)
+    path = Path("/tmp") / f"timm_zoo_{name}.onnx"
+    try:
+        export_onnx(pruned, path, x)
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        row["onnx_ok"] = bool(np.abs(got - out.numpy()).max() <= 1e-3 * max(1.0, float(np.abs(out.numpy()).max())))
+    except Exception as e:
+        row["onnx_ok"], row["onnx_error"] = False, f"{type(e).__name__}: {str(e)[:200]}"
+    finally:
+        path.unlink(missing_ok=True)
+    row["pass"] = bool(row["exact"] and row["macs_ratio"] < 0.99 and row["count_ok"] and row["pruned_count_ok"]
+                       and row["onnx_ok"])
+    return row
+
+
+def _torch_pruning(name: str, side: int) -> dict[str, Any]:
+    import timm
+    import torch
+    import torch_pruning as tp
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=10).eval()
+    x = torch.randn(1, 3, side, side)
+    base, _ = tp.utils.count_ops_and_params(model, x)
+    head = model.get_classifier()
+    pruner = tp.pruner.MagnitudePruner(model, x, importance=tp.importance.MagnitudeImportance(p=1),
+                                       pruning_ratio=0.3, ignored_layers=[head] if isinstance(head, torch.nn.Module)
+                                       else [])
+    pruner.step()
+    with torch.no_grad():
+        y = model(x)
+    macs, _ = tp.utils.count_ops_and_params(model, x)
+    return {"macs_ratio": macs / base, "pass": bool(y.shape == (1, 10) and macs < 0.99 * base)}
+
+
+def _run(job: tuple[str, str, int], queue: Any) -> None:
+    which, name, side = job
+    try:
+        queue.put((_gnnrl if which == "gnnrl" else _torch_pruning)(name, side))
+    except Exception as e:
+        queue.put({"pass": False, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+
+
+def isolated(which: str, name: str, side: int, timeout: float) -> dict[str, Any]:
+    """One tool on one model in its own process, with a time limit (a peer once hung for over 10 minutes)."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_run, args=((which, name, side), queue))
+    start = time.perf_counter()
+    proc.start()
+    proc.join(timeout)
+    if proc.is_alive():
+        proc.kill()
+        return {"pass": False, "error": f"timed out after {timeout:.0f} s"}
+    row = queue.get() if not queue.empty() else {"pass": False, "error": f"crashed (exit {proc.exitcode})"}
+    return {**row, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=FAMILIES)
+    ap.add_argument("--side", type=int, default=64)
+    ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--no-peer", action="store_true", help="skip Torch-Pruning")
+    args = ap.parse_args()
+    rows = []
+    for name in args.models:
+        row = {"model": name, "gnnrl": isolated("gnnrl", name, args.side, args.timeout)}
+        if not args.no_peer:
+            row["torch_pruning"] = isolated("tp", name, args.side, args.timeout)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    out = ROOT / "benchmarks" / "results" / "timm_zoo.json"
+    import timm
+
+    out.write_text(json.dumps({"side": args.side, "timm": timm.__version__, "rows": rows}, indent=2) + "\n")
+    if args.models == FAMILIES:
+        from eval_speed import write_section
+
+        write_section("timm zoo", markdown(rows, args))
+    print(markdown(rows, args))
+
+
+def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """The pass-rate table for docs/benchmarks.md."""
+    ok = sum(r["gnnrl"].get("pass", False) for r in rows)
+    peer = [r for r in rows if "torch_pruning" in r]
+    tp_ok = sum(r["torch_pruning"].get("pass", False) for r in peer)
+    lines = [f"## timm zoo: gnnrl prunes {ok}/{len(rows)} families exactly"
+             + (f", Torch-Pruning {tp_ok}/{len(peer)}" if peer else ""), "",
+             f"`python benchmarks/timm_zoo.py` — random init, input {args.side}×{args.side}, 30% of every prunable "
+             "group, one run on one machine. gnnrl passes when pruned ≡ masked original, MACs fall, analytic cost = "
+             "FlopCounterMode, and ONNX Runtime's output equals PyTorch's; Torch-Pruning (MagnitudePruner, "
+             "classifier ignored) when its network runs with fewer MACs.", "",
+             "| model | gnnrl | MACs kept | prunable groups | Torch-Pruning | why not (gnnrl) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        g, t = r["gnnrl"], r.get("torch_pruning", {})
+        why = g.get("error") or ("; ".join(g.get("pinned_reasons", [])) if not g.get("pass") else "")
+        if not g.get("pass") and not g.get("error"):
+            why = ", ".join(k for k in ("exact", "count_ok", "pruned_count_ok", "onnx_ok") if not g.get(k)) + \
+                (f" — pinned: {why}" if why else "")
+        lines.append(f"| {r['model']} | {'✓' if g.get('pass') else '✗'} | "
+                     f"{g['macs_ratio']:.2f} | " if "macs_ratio" in g else f"| {r['model']} | ✗ | — | ")
+        lines[-1] += (f"{g.get('prunable', '—')}/{g.get('groups', '—')} | "
+                      f"{'✓' if t.get('pass') else ('✗' if t else '—')} | {why.replace('|', '/')[:160]} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
