@@ -203,11 +203,64 @@ def test_compress_killed_mid_search_and_mid_finetune_resumes_to_the_uninterrupte
     assert other.wait() != 0 and "search.seed: 0 → 5" in other.stderr.read()
 
 
-def test_compress_refuses_a_model_without_spec(cifar: Cifar, tmp_path: Path) -> None:
-    from gnnrl.compress import compress, quick_config
+class _OwnNet(torch.nn.Module):
+    """A user's own network: no gnnrl.create, no zoo name."""
 
-    with pytest.raises(GnnrlError, match=r"gnnrl\.create"):
-        compress(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), cifar, tmp_path / "x", quick_config())
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.features = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                                      nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                                      nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU())
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean((2, 3)))
+
+
+def _tiny_compress(budget: float = 0.6) -> object:
+    from gnnrl.compress import CompressConfig
+    from gnnrl.env import EnvConfig
+    from gnnrl.search import SearchConfig
+
+    return CompressConfig(search=SearchConfig(episodes=3, warmup=1, val_size=100,
+                                              env=EnvConfig(budget=budget, bn_recal=32, max_steps=2)),
+                          finetune=finetune_config(epochs=1, subset=64), latency_batches=(1,), latency_rounds=2,
+                          eval_size=100, baseline=False)
+
+
+def _onnx_matches(module: torch.nn.Module, onnx_path: Path) -> bool:
+    import onnxruntime as ort
+
+    x = torch.randn(2, 3, 32, 32)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        want = module.eval()(x).numpy()
+    got = np.concatenate([sess.run(None, {sess.get_inputs()[0].name: x[i : i + 1].numpy()})[0] for i in range(2)])
+    return bool(np.abs(got - want).max() <= 1e-3 * max(1.0, float(np.abs(want).max())))
+
+
+def test_your_own_module_goes_through_compress_and_back(cifar: Cifar, tmp_path: Path) -> None:
+    """Any nn.Module: compress prunes it, the file stores what was kept (not the class), and gnnrl.load rebuilds it
+    on the user's own unpruned instance."""
+    from gnnrl.compress import compress
+    from gnnrl.errors import WeightsError
+
+    torch.manual_seed(0)
+    compress(_OwnNet(), cifar, tmp_path / "run", _tiny_compress(), progress=False)
+    with pytest.raises(WeightsError, match=r"gnnrl.load\(path, model=YourNet\(\)\)"):
+        gnnrl.load(tmp_path / "run" / "model.safetensors")
+    back = gnnrl.load(tmp_path / "run" / "model.safetensors", model=_OwnNet())
+    assert _onnx_matches(back, tmp_path / "run" / "model.onnx")
+    assert gnnrl.count_flops(back).macs < 0.7 * gnnrl.count_flops(_OwnNet()).macs
+    assert "# gnnrl compress: _OwnNet at 60% of the MACs" in (tmp_path / "run" / "report.md").read_text()
+    # and without compress: prune, save, load on a fresh instance
+    pruned = gnnrl.prune(_OwnNet(), torch.zeros(1, 3, 32, 32), ratios=0.5)
+    gnnrl.save(pruned, tmp_path / "p.safetensors")
+    again = gnnrl.load(tmp_path / "p.safetensors", model=_OwnNet())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(again.eval()(x), pruned.module.eval()(x), atol=1e-5)
 
 
 def test_report_states_the_measured_latency_against_the_budget(tmp_path: Path) -> None:
@@ -240,25 +293,12 @@ def test_a_timm_model_goes_through_compress_and_back(cifar: Cifar, tmp_path: Pat
     """`timm/<name>` is a zoo name like any other: compress writes a file that `gnnrl.load` rebuilds (no download),
     and ONNX Runtime's output of the exported network equals the rebuilt model's."""
     pytest.importorskip("timm")
-    import onnxruntime as ort
-
-    from gnnrl.compress import CompressConfig, compress
-    from gnnrl.env import EnvConfig
-    from gnnrl.search import SearchConfig
+    from gnnrl.compress import compress
 
     torch.manual_seed(0)
     model = gnnrl.create("timm/resnet18", num_classes=10)
-    config = CompressConfig(search=SearchConfig(episodes=3, warmup=1, val_size=100,
-                                                env=EnvConfig(budget=0.6, bn_recal=32, max_steps=2)),
-                            finetune=finetune_config(epochs=1, subset=64), latency_batches=(1,), latency_rounds=2,
-                            eval_size=100, baseline=False)
-    compress(model, cifar, tmp_path / "run", config, progress=False)
-    back = gnnrl.load(tmp_path / "run" / "model.safetensors").eval()
+    compress(model, cifar, tmp_path / "run", _tiny_compress(), progress=False)
+    back = gnnrl.load(tmp_path / "run" / "model.safetensors")
     assert back.gnnrl_lineage.spec["name"] == "timm/resnet18"
-    x = torch.randn(2, 3, 32, 32)
-    sess = ort.InferenceSession(str(tmp_path / "run" / "model.onnx"), providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        want = back(x).numpy()
-    got = np.concatenate([sess.run(None, {sess.get_inputs()[0].name: x[i : i + 1].numpy()})[0] for i in range(2)])
-    assert np.abs(got - want).max() <= 1e-3 * max(1.0, float(np.abs(want).max()))
+    assert _onnx_matches(back, tmp_path / "run" / "model.onnx")
     assert gnnrl.count_flops(back).macs < 0.7 * gnnrl.count_flops(model).macs

@@ -420,3 +420,18 @@ def test_a_full_disk_names_the_file_and_keeps_the_old_one(failure: Exception, tm
     monkeypatch.setattr(gnnrl.cli, "cmd_models", lambda a: atomic_write(target, writer))
     assert main(["models"]) == 1
     assert capsys.readouterr().err.strip() == f"gnnrl: error: No space left on device ({target})"
+
+
+def test_export_and_eval_accept_a_pruned_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gnnrl.saving import is_pruned_file
+
+    pruned = gnnrl.prune(r20(), torch.zeros(1, 3, 32, 32), ratios=0.4)
+    gnnrl.save(pruned, tmp_path / "p.safetensors")
+    assert is_pruned_file(tmp_path / "p.safetensors") and not is_pruned_file(default_weights("resnet20"))
+    assert main(["export", str(tmp_path / "p.safetensors"), "--out", str(tmp_path / "p.onnx")]) == 0
+    assert "ONNX Runtime vs PyTorch max |difference|" in capsys.readouterr().out and (tmp_path / "p.onnx").is_file()
+    assert main(["export", str(tmp_path / "p.safetensors"), "--out", str(tmp_path / "p.onnx")]) == 2  # kept
+    assert main(["eval", "--model", "resnet20", "--weights", str(tmp_path / "p.safetensors"), "--split", "val",
+                 "--json", str(tmp_path / "e.json")]) == 0
+    row = json.loads((tmp_path / "e.json").read_text())
+    assert row["macs"] == pruned.cost.macs and row["total"] == 5000

@@ -61,6 +61,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .evaluate import evaluate, use_all_cores
     from .models import canonical_name, create
+    from .saving import is_pruned_file, load
 
     if args.weights and len(args.weights) != len(args.model):
         raise GnnrlError(f"got {len(args.model)} --model names but {len(args.weights)} --weights; give one each")
@@ -74,7 +75,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     split = data.split(args.split, val_from=args.val_from)
     rows = []
     for name, weights in zip(names, paths, strict=True):
-        model = create(name, num_classes=data.num_classes, weights=weights, allow_pickle=args.allow_pickle)
+        if weights is not None and is_pruned_file(weights):  # a pruned file rebuilds its own (smaller) architecture
+            model = load(weights)
+        else:
+            model = create(name, num_classes=data.num_classes, weights=weights, allow_pickle=args.allow_pickle)
         cost = count_flops(model, (1, *split.image_shape))
         result = evaluate(model, split, batch_size=args.batch_size)
         rows.append({
@@ -518,6 +522,37 @@ def _print_report(run: Path) -> None:
     console.print(f"report: {run / 'report.md'} · model: {run / 'model.safetensors'} · ONNX: {run / 'model.onnx'}")
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a pruned (or any gnnrl-saved) model to ONNX, checked against PyTorch with onnxruntime."""
+    import numpy as np
+    import torch
+
+    from .export import export_onnx
+    from .saving import load, read_lineage
+
+    target = Path(args.out)
+    if target.suffix != ".onnx":
+        raise GnnrlError(f"--out {target} must end in .onnx")
+    if target.exists() and not args.overwrite:
+        raise GnnrlError(f"{target} exists; pass --overwrite to replace it, or choose another --out")
+    check_writable(target)
+    lineage = read_lineage(args.pruned)
+    module = load(args.pruned).eval()
+    shape = ((1, 3, args.input_size, args.input_size) if args.input_size else
+             tuple(lineage.input_shape) or (1, 3, 32, 32))
+    x = torch.randn(*shape)
+    export_onnx(module, target, x)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        want = module(x).numpy()
+    err = float(np.abs(got - want).max())
+    out.print(f"{target}: input {tuple(shape)}, ONNX Runtime vs PyTorch max |difference| {err:.2e}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild a compress run's report from its files."""
     from .report import write_report
@@ -643,6 +678,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_data_args(p)
     p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("export", help="write a pruned model file to ONNX (checked with onnxruntime)")
+    p.add_argument("pruned", help="a .safetensors file from gnnrl prune / compress / gnnrl.save")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--input-size", type=int, help="image side (default: the size the model was pruned at)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("report", help="rebuild report.md/json and the plots of a compress run from its files")
     p.add_argument("run", help="the run folder")

@@ -20,6 +20,7 @@ without `resume` or `overwrite`; a resume with other settings is refused, naming
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
@@ -167,9 +168,6 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
     """
     config = config or CompressConfig()
     say = log or (lambda msg: None)
-    if getattr(model, "gnnrl_spec", None) is None:
-        raise GnnrlError("compress needs a model built by gnnrl.create (it records the architecture to rebuild it); "
-                         "for your own nn.Module use gnnrl.prune and gnnrl.finetune")
     check_config(config.finetune)  # a bad fine-tune setting must not surface only after the search
     given = read_policy(policy) if policy is not None else None
     if given is not None:
@@ -191,7 +189,8 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
         _check_identity(saved.get("identity", {}), identity, out / "run.json")
     elif resume and any(out.iterdir()):
         raise GnnrlError(f"{out} holds files but no run.json: it is not a gnnrl compress run; choose another --out")
-    write_json(out / "run.json", {"model": identity["model"]["spec"], "budget": config.search.env.budget,
+    write_json(out / "run.json", {"model": identity["model"]["spec"] or {"name": type(model).__name__, "custom": True},
+                                  "budget": config.search.env.budget,
                                   "metric": config.search.env.metric, "finetune": asdict(config.finetune),
                                   "gnnrl_version": __version__, "stages": list(STAGES), "identity": identity})
 
@@ -227,11 +226,11 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
     if not (fdir / "train.json").is_file():
         say(f"[3/6] fine-tune: {config.finetune.epochs} epochs" + (" with distillation"
                                                                     if config.finetune.kd_weight else ""))
-        student = load(out / "pruned.safetensors")
+        student = _rebuild(out / "pruned.safetensors", model)
         _finetune(student, model, data, config.finetune, fdir, progress)
     if not (out / "model.safetensors").is_file():
         atomic_write(out / "model.safetensors", lambda p: shutil.copyfile(fdir / "best.safetensors", p))
-    final = load(out / "model.safetensors")
+    final = _rebuild(out / "model.safetensors", model)
     alt = _baseline_finetune(model, data, config, out, progress, say) if config.baseline else None
     # 4. evaluate: original, pruned before fine-tuning (BN re-estimated as in the search), after
     if not (out / "eval.json").is_file():
@@ -243,7 +242,7 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
         recal = recal_split(data, config.search)
 
         def recalibrated(path: Path) -> nn.Module:  # a pruned file, BatchNorm re-estimated as in the search
-            module = load(path)
+            module = _rebuild(path, model)
             if recal is not None:
                 recalibrate_bn(module, recal.images[: config.search.env.bn_recal], mean=recal.mean, std=recal.std)
             return module
@@ -319,8 +318,14 @@ def _baseline_finetune(model: nn.Module, data: Cifar, config: CompressConfig, ou
         atomic_write(bdir / "pruned.safetensors", lambda p: save(alt, p))
     if not (bdir / "finetune" / "train.json").is_file():
         say(f"[3/6] fine-tune the baseline: the same {config.finetune.epochs} epochs")
-        _finetune(load(bdir / "pruned.safetensors"), model, data, config.finetune, bdir / "finetune", progress)
-    return load(bdir / "finetune" / "best.safetensors")
+        _finetune(_rebuild(bdir / "pruned.safetensors", model), model, data, config.finetune, bdir / "finetune",
+                  progress)
+    return _rebuild(bdir / "finetune" / "best.safetensors", model)
+
+
+def _rebuild(path: Path, model: nn.Module) -> nn.Module:
+    """A pruned file of this run, rebuilt by zoo name or, for the user's own module, on a copy of it."""
+    return load(path, model=None if getattr(model, "gnnrl_spec", None) else copy.deepcopy(model))
 
 
 def _finetune(student: nn.Module, teacher: nn.Module, data: Cifar, config: TrainConfig, out: Path,

@@ -22,17 +22,14 @@ FORMAT = "gnnrl-pruned-v1"
 
 
 def save(model: PrunedModel | nn.Module, path: str | Path) -> Path:
-    """Write a pruned model (or any `gnnrl.create` model) to one `.safetensors` file."""
+    """Write a pruned model (any `nn.Module`, pruned or not) to one `.safetensors` file."""
     module = model.module if isinstance(model, PrunedModel) else model
     lineage: Lineage | None = getattr(module, "gnnrl_lineage", None)
     if lineage is None:
         spec = getattr(module, "gnnrl_spec", None)
-        if spec is None:
-            raise WeightsError("gnnrl.save needs a model built by gnnrl.create (or pruned from one): it stores the "
-                               "zoo name to rebuild the architecture. Save other models' state_dict with safetensors.")
-        lineage = Lineage(spec=asdict(spec), input_shape=(), rounds=())
-    if lineage.spec is None:
-        raise WeightsError("this pruned model's base was not built by gnnrl.create, so it cannot be rebuilt by name")
+        lineage = Lineage(spec=asdict(spec) if spec is not None else None, input_shape=(), rounds=())
+    # a zoo model is rebuilt by name; any other model by `load(path, model=<its unpruned instance>)`: the file
+    # stores what was kept, never the class
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
@@ -40,6 +37,16 @@ def save(model: PrunedModel | nn.Module, path: str | Path) -> Path:
             "rounds": [list(r) for r in lineage.rounds]}
     save_file(state, str(path), metadata={"gnnrl": json.dumps(meta)})
     return path
+
+
+def is_pruned_file(path: str | Path) -> bool:
+    """Whether `path` is a safetensors file written by `save` for a pruned model (it rebuilds its own shapes)."""
+    if Path(path).suffix != ".safetensors" or not Path(path).is_file():
+        return False
+    try:
+        return bool(read_lineage(path).rounds)
+    except WeightsError:
+        return False
 
 
 def read_lineage(path: str | Path) -> Lineage:
@@ -74,19 +81,28 @@ def _valid_meta(meta: dict) -> bool:
     def ints(xs: object) -> bool:
         return isinstance(xs, list) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in xs)
 
-    return (isinstance(spec, dict) and isinstance(spec.get("name"), str) and isinstance(spec.get("num_classes"), int)
-            and isinstance(spec.get("kwargs", {}), dict) and ints(shape)
+    known = spec is None or (isinstance(spec, dict) and isinstance(spec.get("name"), str)
+                             and isinstance(spec.get("num_classes"), int) and isinstance(spec.get("kwargs", {}), dict))
+    return (known and ints(shape)
             and isinstance(rounds, list) and all(ints(r) for r in rounds) and (not rounds or len(shape) >= 2))
 
 
-def load(path: str | Path) -> nn.Module:
-    """Rebuild a model saved by `save`: base architecture, pruning rounds, then the weights (strictly)."""
+def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
+    """Rebuild a model saved by `save`: base architecture, pruning rounds, then the weights (strictly).
+
+    The base is built by its zoo name, or is `model`: the user's own unpruned instance of the architecture (needed
+    for a model not built by `gnnrl.create`; it is pruned in place of a fresh copy).
+    """
     from .models import create
     from .weights import load_weights
 
     lineage = read_lineage(path)
-    spec = lineage.spec or {}
-    base = create(spec["name"], num_classes=spec["num_classes"], **spec.get("kwargs", {}))
-    module = replay(base, lineage) if lineage.rounds else base
+    spec = lineage.spec
+    if model is None and spec is None:
+        raise WeightsError(f"{path} was pruned from a model not built by gnnrl.create: rebuild it on your own "
+                           "unpruned network with gnnrl.load(path, model=YourNet())")
+    base = model if model is not None else create(spec["name"], num_classes=spec["num_classes"],  # type: ignore[index]
+                                                  **spec.get("kwargs", {}))  # type: ignore[union-attr]
+    module = replay(base.eval(), lineage) if lineage.rounds else base
     load_weights(module, path)
     return module
