@@ -132,6 +132,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     out.print("[bold]CIFAR zoo[/] (32×32): " + ", ".join(CIFAR_MODELS))
     tv = [n for n in names if n not in CIFAR_MODELS]
     out.print("[bold]torchvision[/]: " + (", ".join(tv) if tv else "(install torchvision for these)"))
+    try:
+        import timm  # noqa: F401
+        have = "installed"
+    except ImportError:
+        have = "pip install 'gnnrl-compress[timm]'"
+    out.print(f"[bold]timm[/] ({have}): any model as timm/<name>, e.g. timm/efficientnet_b0; the CNN families "
+              "measured to prune exactly are listed in docs/benchmarks.md, section 'timm zoo'")
     return 0
 
 
