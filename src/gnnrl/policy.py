@@ -58,8 +58,8 @@ def _check_schema(policy: dict[str, Any]) -> None:
     """Every value a replay reads has its type: group ids and channel counts are integers, ratios numbers."""
     missing = [k for k in IDENTITY_KEYS if k not in policy]
     if missing:
-        raise PolicyError(f"this policy lacks {', '.join(missing)}, which say what it was searched for; without them "
-                          "it cannot be checked against the model. Restore the file a search wrote")
+        raise PolicyError(f"this policy lacks {', '.join(missing)} (what it was searched for), so it cannot be "
+                          "checked against the model. Restore the file a search wrote")
     for table in ("removed", "ratios"):
         values = policy.get(table)
         if table == "ratios" and values is None:
@@ -70,10 +70,10 @@ def _check_schema(policy: dict[str, Any]) -> None:
             if not (isinstance(key, str) and key.isdigit()):
                 raise PolicyError(f"the policy's {table!r} has group id {key!r}: group ids are integers ('0', '3')")
             if table == "removed" and (isinstance(v, bool) or not isinstance(v, int)):
-                raise PolicyError(f"the policy removes {v!r} channels from group {key}: channel counts are whole "
-                                  "numbers (JSON integers, not 3.7 or \"5\")")
+                raise PolicyError(f"the policy removes {json.dumps(v)} channels from group {key}: channel counts are "
+                                  "whole numbers (JSON integers, not 3.7 or \"5\")")
             if table == "ratios" and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1):
-                raise PolicyError(f"the policy's ratio {v!r} for group {key} is not a number in [0, 1)")
+                raise PolicyError(f"the policy's ratio {json.dumps(v)} for group {key} is not a number in [0, 1)")
     if policy.get("ratios") is not None and set(policy["ratios"]) != set(policy["removed"]):
         raise PolicyError("the policy's 'ratios' and 'removed' name different groups; edit 'removed' (channels per "
                           "group) and delete 'ratios', or make them agree")
