@@ -85,7 +85,12 @@ def write_section(title: str, body: str) -> None:
     doc = ROOT / "docs" / "benchmarks.md"
     text = doc.read_text() if doc.exists() else "# Benchmarks\n\nEach section is written by the script it names.\n"
     parts = text.split("\n## ")
-    kept = [parts[0]] + [p for p in parts[1:] if not p.startswith(title)]
+
+    def same(part: str) -> bool:  # the title itself, or it followed by a result (": …", " (…)"), not a longer name
+        head = part.split("\n", 1)[0]
+        return head == title or head.startswith((title + ":", title + " "))
+
+    kept = [parts[0]] + [p for p in parts[1:] if not same(p)]
     doc.write_text("\n## ".join(kept).rstrip() + "\n\n" + body)
 
 
