@@ -16,6 +16,7 @@ Writes benchmarks/results/timm_zoo.json and the "timm zoo" section of docs/bench
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import multiprocessing as mp
 import sys
@@ -73,9 +74,12 @@ def _gnnrl(name: str, side: int) -> dict[str, Any]:
         return {**row, "stage": "groups", "error": "no prunable group"}
     plan = make_plan(graph, {g.id: 0.3 for g in prunable})
     pruned = apply_plan(graph, plan)
+    # exactness in float64: random weights with random BN statistics reach activations of 1e6, where float32's
+    # rounding alone differs by more than any fixed tolerance (a real slicing error is O(1) relative)
     with torch.no_grad():
-        out, ref = pruned(x), masked_reference(graph, plan)(x)
-    row["exact"] = bool((out - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max())))
+        wide, ref = copy.deepcopy(pruned).double()(x.double()), masked_reference(graph, plan).double()(x.double())
+        out = pruned(x)
+    row["exact"] = bool((wide - ref).abs().max() <= 1e-9 * max(1.0, float(ref.abs().max())))
     cost = cost_after(graph, plan)
     row["macs_ratio"] = cost.macs / original_cost(graph).macs
     row["pruned_count_ok"] = cost.macs == fcm(pruned, x)
@@ -151,13 +155,12 @@ def main() -> None:
             row["torch_pruning"] = isolated("tp", name, args.side, args.timeout)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    out = ROOT / "benchmarks" / "results" / "timm_zoo.json"
-    import timm
-
-    out.write_text(json.dumps({"side": args.side, "timm": timm.__version__, "rows": rows}, indent=2) + "\n")
-    if args.models == FAMILIES:
+    if args.models == FAMILIES:  # the whole list: the committed result; a few --models only print
+        import timm
         from eval_speed import write_section
 
+        out = ROOT / "benchmarks" / "results" / "timm_zoo.json"
+        out.write_text(json.dumps({"side": args.side, "timm": timm.__version__, "rows": rows}, indent=2) + "\n")
         write_section("timm zoo", markdown(rows, args))
     print(markdown(rows, args))
 
