@@ -147,7 +147,21 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=64)
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--no-peer", action="store_true", help="skip Torch-Pruning")
+    ap.add_argument("--update", action="store_true",
+                    help="rerun only --models and replace their rows in the committed result (and its section)")
     args = ap.parse_args()
+    out = ROOT / "benchmarks" / "results" / "timm_zoo.json"
+    if args.update:
+        saved = json.loads(out.read_text())
+        for name in args.models:
+            row = next(r for r in saved["rows"] if r["model"] == name)
+            row["gnnrl"] = isolated("gnnrl", name, saved["side"], args.timeout)
+            print(json.dumps(row), flush=True)
+        out.write_text(json.dumps(saved, indent=2) + "\n")
+        from eval_speed import write_section
+
+        write_section("timm zoo", markdown(saved["rows"], argparse.Namespace(side=saved["side"])))
+        return
     rows = []
     for name in args.models:
         row = {"model": name, "gnnrl": isolated("gnnrl", name, args.side, args.timeout)}
@@ -159,7 +173,6 @@ def main() -> None:
         import timm
         from eval_speed import write_section
 
-        out = ROOT / "benchmarks" / "results" / "timm_zoo.json"
         out.write_text(json.dumps({"side": args.side, "timm": timm.__version__, "rows": rows}, indent=2) + "\n")
         write_section("timm zoo", markdown(rows, args))
     print(markdown(rows, args))
@@ -180,10 +193,12 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
              "|---|---|---|---|---|---|"]
     for r in rows:
         g, t = r["gnnrl"], r.get("torch_pruning", {})
-        why = g.get("error") or ("; ".join(g.get("pinned_reasons", [])) if not g.get("pass") else "")
+        pinned = "; ".join(x for x in g.get("pinned_reasons", []) if x not in ("network input", "network output"))
+        why = "" if g.get("pass") else "; ".join(x for x in (g.get("error"), pinned) if x)
         if not g.get("pass") and not g.get("error"):
-            why = ", ".join(k for k in ("exact", "count_ok", "pruned_count_ok", "onnx_ok") if not g.get(k)) + \
-                (f" — pinned: {why}" if why else "")
+            failed = ", ".join(k for k in ("exact", "count_ok", "pruned_count_ok", "onnx_ok") if not g.get(k))
+            why = "; ".join(x for x in (f"failed: {failed}" if failed else "", f"pinned: {pinned}" if pinned else "")
+                            if x)
         lines.append(f"| {r['model']} | {'✓' if g.get('pass') else '✗'} | "
                      f"{g['macs_ratio']:.2f} | " if "macs_ratio" in g else f"| {r['model']} | ✗ | — | ")
         lines[-1] += (f"{g.get('prunable', '—')}/{g.get('groups', '—')} | "
