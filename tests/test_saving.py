@@ -40,6 +40,11 @@ def test_plain_safetensors_is_not_a_gnnrl_file(tmp_path: Path) -> None:
         load(tmp_path / "p.safetensors")
 
 
-def test_foreign_model_cannot_be_saved_by_name(tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match=r"gnnrl\.create"):
-        save(torch.nn.Conv2d(3, 3, 1), tmp_path / "x.safetensors")
+def test_a_foreign_model_is_saved_and_rebuilt_on_its_own_instance(tmp_path: Path) -> None:
+    """Not built by gnnrl.create: the file cannot name the architecture, so load asks for the user's instance."""
+    conv = torch.nn.Conv2d(3, 3, 1)
+    save(conv, tmp_path / "x.safetensors")
+    with pytest.raises(WeightsError, match=r"gnnrl\.load\(path, model=YourNet\(\)\)"):
+        load(tmp_path / "x.safetensors")
+    back = load(tmp_path / "x.safetensors", model=torch.nn.Conv2d(3, 3, 1))
+    assert torch.equal(back.weight, conv.weight) and torch.equal(back.bias, conv.bias)
