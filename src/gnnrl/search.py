@@ -403,7 +403,7 @@ def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: Sea
         "val_top1": result.val_top1, "uniform_val_top1": result.uniform_val_top1,
         "uniform_macs_ratio": state.uniform_macs_ratio, "method": config.method,
         "macs_ratio": result.macs_ratio, "params_ratio": result.params_ratio, "episode": result.episode,
-        "episodes_run": state.episode, "seed": config.seed,
+        "episodes_run": state.episode, "episodes_total": episodes_to_run(config), "seed": config.seed,
         "ratios": {str(g): r for g, r in result.policy.items()},
         "removed": dict(zip(map(str, result.group_ids), result.removed, strict=True)),
         "config": asdict(config),
