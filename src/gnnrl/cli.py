@@ -428,6 +428,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_file(path: str, suffix: str, overwrite: bool) -> Path:
+    """The --out file of a command, checked before the work: its suffix, never replaced unasked, writable."""
+    target = Path(path)
+    if target.suffix != suffix:
+        raise GnnrlError(f"--out {target} must end in {suffix}")
+    if target.exists() and not overwrite:
+        raise GnnrlError(f"{target} exists; pass --overwrite to replace it, or choose another --out")
+    return check_writable(target)
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     """Apply a policy (or a uniform ratio / budget) and save the physically smaller model."""
     import torch
@@ -438,12 +448,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from .saving import save
     from .trace import trace
 
-    target = Path(args.out)
-    if target.suffix != ".safetensors":
-        raise GnnrlError(f"--out {target} must end in .safetensors")
-    if target.exists() and not args.overwrite:
-        raise GnnrlError(f"{target} exists; pass --overwrite to replace it, or choose another --out")
-    check_writable(target)
+    target = _output_file(args.out, ".safetensors", args.overwrite)
     if args.budget is not None:
         _check_budget(args.budget)
     if args.ratio is not None and not 0 <= args.ratio < 1:
@@ -537,12 +542,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_onnx
     from .saving import load, read_lineage
 
-    target = Path(args.out)
-    if target.suffix != ".onnx":
-        raise GnnrlError(f"--out {target} must end in .onnx")
-    if target.exists() and not args.overwrite:
-        raise GnnrlError(f"{target} exists; pass --overwrite to replace it, or choose another --out")
-    check_writable(target)
+    target = _output_file(args.out, ".onnx", args.overwrite)
     lineage = read_lineage(args.pruned)
     module = load(args.pruned).eval()
     shape = ((1, 3, args.input_size, args.input_size) if args.input_size else
