@@ -92,9 +92,9 @@ def _registered_subclass(cls: type[nn.Module]) -> bool:
     """A subclass of a registered layer (torchvision's Conv3DSimple, timm's BatchNormAct2d) is kept whole and
     understood by its base's entry; one that overrides `forward` is checked by the channel analysis
     (`gnnrl.ops.registry.prunes_like_its_base`) and pinned when it does not prune like its base."""
-    from .ops.registry import MODULE_OPS, registered_base
+    from .ops.registry import is_registered_subclass
 
-    return cls not in MODULE_OPS and registered_base(cls) is not None
+    return is_registered_subclass(cls)
 
 
 def trace(
@@ -173,7 +173,6 @@ class _ShapePass(fx.Interpreter):
             n.meta["shape"] = tuple(out.shape)
         elif not isinstance(out, (list, tuple)) or not any(isinstance(o, torch.Tensor) for o in out):
             n.meta["value"] = out
-        op = None
         if n.op == "call_module" and isinstance(out, torch.Tensor):
             m = self.module.get_submodule(str(n.target))
             op = module_op(type(m))

@@ -140,10 +140,14 @@ def registered_base(cls: type[nn.Module]) -> type[nn.Module] | None:
     return next((b for b in cls.__mro__[1:] if b in MODULE_OPS), None)
 
 
+def is_registered_subclass(cls: type[nn.Module]) -> bool:
+    """Not registered itself, but a subclass of a registered layer."""
+    return cls not in MODULE_OPS and registered_base(cls) is not None
+
+
 def overrides_forward(cls: type[nn.Module]) -> bool:
     """A subclass of a registered layer with its own `forward` (timm's BatchNormAct2d: BatchNorm2d + activation)."""
-    base = registered_base(cls)
-    return cls not in MODULE_OPS and base is not None and cls.forward is not base.forward
+    return is_registered_subclass(cls) and cls.forward is not registered_base(cls).forward  # type: ignore[union-attr]
 
 
 def prunes_like_its_base(module: nn.Module, op: Op, in_shape: tuple[int, ...]) -> bool:
@@ -171,7 +175,8 @@ def prunes_like_its_base(module: nn.Module, op: Op, in_shape: tuple[int, ...]) -
 
     try:
         with torch.no_grad():
-            whole = copy.deepcopy(module).eval()(x)
+            reference = copy.deepcopy(module).eval()  # never run on the user's layer: no statistic may move
+            whole = reference(x)
             half_in = torch.arange(in_shape[1] // 2)
             depthwise = getattr(module, "groups", 1) == in_shape[1] == whole.shape[1]
             if tuple(whole.shape) == tuple(x.shape) or depthwise:  # per channel: the outputs are the inputs' channels
@@ -184,7 +189,7 @@ def prunes_like_its_base(module: nn.Module, op: Op, in_shape: tuple[int, ...]) -
             masked = x.clone()
             masked[:, len(half_in):] = 0
             all_out = torch.arange(whole.shape[1])
-            return same(sliced(half_in, all_out)(x[:, half_in]), copy.deepcopy(module).eval()(masked))
+            return same(sliced(half_in, all_out)(x[:, half_in]), reference(masked))
     except Exception:  # any failure to slice or run means "not like the base"
         return False
 
