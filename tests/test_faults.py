@@ -431,6 +431,10 @@ def test_export_and_eval_accept_a_pruned_file(tmp_path: Path, capsys: pytest.Cap
     assert main(["export", str(tmp_path / "p.safetensors"), "--out", str(tmp_path / "p.onnx")]) == 0
     assert "ONNX Runtime vs PyTorch max |difference|" in capsys.readouterr().out and (tmp_path / "p.onnx").is_file()
     assert main(["export", str(tmp_path / "p.safetensors"), "--out", str(tmp_path / "p.onnx")]) == 2  # kept
+    for size in ("-3", "0"):
+        assert main(["export", str(tmp_path / "p.safetensors"), "--out", str(tmp_path / "q.onnx"),
+                     "--input-size", size]) == 2
+        assert "Traceback" not in capsys.readouterr().err and not (tmp_path / "q.onnx").exists()
     assert main(["eval", "--model", "resnet20", "--weights", str(tmp_path / "p.safetensors"), "--split", "val",
                  "--json", str(tmp_path / "e.json")]) == 0
     row = json.loads((tmp_path / "e.json").read_text())

@@ -542,10 +542,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .saving import load, read_lineage
 
     target = _output_file(args.out, ".onnx", args.overwrite)
+    if args.input_size is not None and args.input_size < 1:
+        raise GnnrlError(f"--input-size {args.input_size} must be a positive number of pixels")
     lineage = read_lineage(args.pruned)
     module = load(args.pruned).eval()
     shape = ((1, 3, args.input_size, args.input_size) if args.input_size else
              tuple(lineage.input_shape) or (1, 3, 32, 32))
+    try:
+        with torch.no_grad():
+            module(torch.zeros(*shape))  # an input the network cannot take fails here, in one line, before any file
+    except RuntimeError as e:
+        raise GnnrlError(f"input {tuple(shape)} does not fit this model ({str(e).splitlines()[0][:200]}); "
+                         "give the --input-size it was made for") from e
     done = export_onnx(module, target, torch.zeros(*shape))  # checks onnxruntime against PyTorch itself
     out.print(f"{target}: input {tuple(shape)}, ONNX Runtime vs PyTorch max |difference| {done.max_abs_diff:.2e} "
               f"on {done.check_batch} random images")
