@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -25,7 +26,11 @@ def masked_reference(graph: TracedModel, plan: PrunePlan) -> fx.GraphModule:
             continue
         mod = ref.get_submodule(m.target)
         w = mod.weight.data
-        if m.kind == "conv_transpose":  # weight (in, out, k…)
+        if type(mod).forward not in _PLAIN_FORWARDS and getattr(mod, "groups", 1) == 1:
+            # a layer that computes its own weight (weight standardisation…): zeroing raw weights would change
+            # what it computes from them, so the removed input channels themselves are zeroed
+            mod.register_forward_pre_hook(_zero_channels(torch.from_numpy(removed)))
+        elif m.kind == "conv_transpose":  # weight (in, out, k…)
             w[torch.from_numpy(removed)] = 0
         elif isinstance(mod, nn.Linear) or mod.groups == 1:
             w[:, torch.from_numpy(removed)] = 0
@@ -39,6 +44,21 @@ def masked_reference(graph: TracedModel, plan: PrunePlan) -> fx.GraphModule:
                 j = c // per
                 w[j * out_per : (j + 1) * out_per, c % per] = 0
     return ref
+
+
+_PLAIN_FORWARDS = (nn.Conv1d.forward, nn.Conv2d.forward, nn.Conv3d.forward, nn.Linear.forward,
+                   nn.ConvTranspose1d.forward, nn.ConvTranspose2d.forward, nn.ConvTranspose3d.forward)
+
+
+def _zero_channels(removed: torch.Tensor) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]]:
+    """A forward pre-hook zeroing the removed channels of a layer's input."""
+
+    def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        x = args[0].clone()
+        x[:, removed] = 0
+        return (x, *args[1:])
+
+    return hook
 
 
 def randomise_bn(model: nn.Module) -> nn.Module:

@@ -4,6 +4,7 @@ example, and where op knowledge lives."""
 from __future__ import annotations
 
 import ast
+import copy
 import itertools
 import re
 from pathlib import Path
@@ -12,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from pruning_reference import check_exact
+from pruning_reference import check_exact, masked_reference
 from torch import nn
 
 import gnnrl
-from gnnrl import TraceError, channel_groups, cost_after, count_flops, trace
+from gnnrl import channel_groups, cost_after, count_flops, trace
 from gnnrl.export import export_onnx
 from gnnrl.groups import analyze, min_cost_assignment
 from gnnrl.ops import MODULE_OPS, creates, module_op
@@ -108,6 +109,40 @@ def test_subclasses_of_registered_layers() -> None:
     assert count_flops(net, (1, 3, 16, 16)).macs == (8 * 27 + 8 * 72) * 256 + 4 * 8 * 256
 
 
+def _timm_std_net() -> nn.Module:
+    """NF-ResNet / NFNet / BiT convs in small: plain, scaled, and scaled with input-dependent 'same' padding."""
+    layers = pytest.importorskip("timm.layers")
+    return nn.Sequential(layers.StdConv2d(3, 8, 3), nn.ReLU(), layers.ScaledStdConv2d(8, 12, 3),
+                         nn.SiLU(), layers.ScaledStdConv2dSame(12, 10, 3, stride=2), nn.ReLU(),
+                         layers.ScaledStdConv2d(10, 6, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(6, 3)).eval()
+
+
+def test_timm_weight_standardised_convs_are_folded_when_cut(tmp_path: Path) -> None:
+    """timm's weight-standardised convs prune exactly (in float64 to the last digits): each cut one becomes the
+    plain conv it computes, Conv2dSame where it pads by the input; the cut network exports and reloads."""
+    torch.manual_seed(0)
+    net = _timm_std_net()
+    check_exact(net, side=15, seed=3)  # an odd side: the dynamic 'same' padding is asymmetric there
+    x = torch.randn(2, 3, 15, 15, dtype=torch.float64)
+    wide = copy.deepcopy(net).double()
+    graph = trace(wide, x)
+    assert sum(g.prunable for g in channel_groups(graph)) == 4
+    plan = make_plan(graph, {g.id: 0.4 for g in channel_groups(graph) if g.prunable})
+    pruned = apply_plan(graph, plan)
+    with torch.no_grad():
+        assert (pruned(x) - masked_reference(graph, plan)(x)).abs().max() < 1e-12
+    kinds = [type(m).__name__ for m in pruned.modules() if isinstance(m, nn.Conv2d)]
+    assert kinds == ["Conv2d", "Conv2d", "Conv2dSame", "Conv2d"]
+    assert not any("gain" in name for name, _ in pruned.named_parameters())
+    small = gnnrl.prune(net, x.float(), 0.4)
+    assert export_onnx(small.module, tmp_path / "m.onnx", x.float()).max_abs_diff < 1e-5
+    gnnrl.save(small, tmp_path / "m.safetensors")
+    with torch.no_grad():
+        again = gnnrl.load(tmp_path / "m.safetensors", model=_timm_std_net())
+        assert torch.equal(again.eval()(x.float()), small.module.eval()(x.float()))
+
+
 class _BatchNormAct(nn.BatchNorm2d):
     """timm's BatchNormAct2d in small: a BatchNorm2d subclass whose own forward calls F.batch_norm, then an act."""
 
@@ -144,6 +179,8 @@ def test_subclasses_that_override_forward_are_checked_not_trusted() -> None:
     assert {g.members[0] for g in channel_groups(trace(fused, torch.randn(1, 3, 8, 8))) if g.prunable} == \
         {"0", "2", "7"}
     check_exact(fused, side=8)
+    wide = trace(copy.deepcopy(fused).double(), torch.randn(1, 3, 8, 8, dtype=torch.float64))  # checked in float64
+    assert {g.members[0] for g in channel_groups(wide) if g.prunable} == {"0", "2", "7"}
     mixing = channel_groups(trace(_override_net(_MixingNorm), torch.randn(1, 3, 8, 8)))
     pinned = next(g for g in mixing if "0" in g.members)
     assert not pinned.prunable and "_MixingNorm overrides BatchNorm2d.forward and does not prune like it" in \
@@ -302,10 +339,12 @@ def test_register_op_teaches_a_custom_layer() -> None:
     torch.manual_seed(0)
     model = custom_net().eval()
     x = torch.randn(2, 3, 16, 16)
-    with pytest.raises(TraceError, match="ScaledConv"):
-        trace(model, x)  # untraceable today…
+    with pytest.warns(UserWarning, match=r"\(ScaledConv\) cannot be traced"):
+        pinned = channel_groups(trace(model, x))  # untraceable today: kept whole with every channel it touches…
+    assert not any(g.prunable for g in pinned)
+    assert any("(ScaledConv) cannot be traced" in g.reason for g in pinned)
     pinned = channel_groups(trace(model, x, leaf_modules=[ScaledConv]))
-    assert not any(g.prunable for g in pinned)  # …or, as a leaf, kept whole with every channel it touches
+    assert not any(g.prunable for g in pinned)  # …as is a leaf the user names
     assert any("ScaledConv is not understood" in g.reason for g in pinned)
 
     gnnrl.register_op(ScaledConv, channels=creates, slice=slice_scaled, cost=cost_scaled, label="conv3x3",

@@ -34,11 +34,68 @@ class Outer(nn.Module):
         return self.head(self.body(x))
 
 
-def test_python_branch_raises_a_clear_trace_error() -> None:
+def test_untraceable_submodule_is_kept_whole_with_the_reason() -> None:
+    with pytest.warns(UserWarning, match=r"module 'body' \(Branchy\) cannot be traced at .*test_trace.py:22"):
+        graph = trace(Outer(), torch.randn(1, 3, 8, 8))
+    assert set(graph.untraced) == {"body"}
+    assert [n.target for n in graph.nodes if n.op == "call_module"] == ["body", "head"]  # one node, run as it is
+    x = torch.randn(2, 3, 8, 8)
+    model = Outer().eval()
+    with pytest.warns(UserWarning):
+        assert torch.equal(trace(model, x).module(x), model(x))
+    reasons = [g.reason for g in channel_groups(graph) if not g.prunable]
+    assert any("Branchy" in r and "test_trace.py:22" in r and "kept whole" in r for r in reasons), reasons
+
+
+class OwnBranch(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # in the model's own forward: no submodule to keep whole
+            return self.conv(x)
+        return -self.conv(x)
+
+
+def test_python_branch_in_the_models_own_forward_raises_a_clear_trace_error() -> None:
     with pytest.raises(TraceError) as e:
-        trace(Outer(), torch.randn(1, 3, 8, 8))
+        trace(OwnBranch(), torch.randn(1, 3, 8, 8))
     msg = str(e.value)
-    assert "'body' (Branchy)" in msg and "test_trace.py" in msg and "leaf_modules=[Branchy]" in msg
+    assert "OwnBranch's own forward" in msg and "test_trace.py" in msg and "move it into a submodule" in msg
+
+
+class Clipped(nn.Module):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if y.abs().max() > 100:  # data-dependent
+            y = y / 2
+        return y
+
+
+def test_untraceable_parts_of_a_network_leave_the_rest_prunable() -> None:
+    """A network with one untraceable block prunes exactly everywhere else."""
+    from pruning_reference import masked_reference
+
+    from gnnrl.prune import apply_plan, make_plan
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), Clipped(8, 4),
+                          nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 2, 1)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.warns(UserWarning, match="cannot be traced"):
+        graph = trace(model, x)
+    prunable = [g for g in channel_groups(graph) if g.prunable]
+    assert [g.members for g in prunable] == [("4",)]  # the block's own input and output channels are kept
+    plan = make_plan(graph, {prunable[0].id: 0.5})
+    pruned = apply_plan(graph, plan)
+    with torch.no_grad():
+        assert torch.allclose(pruned(x), masked_reference(graph, plan)(x), atol=1e-5)
+    assert pruned.get_submodule("4").out_channels == 3
 
 
 def test_leaf_module_is_kept_whole_and_pinned() -> None:

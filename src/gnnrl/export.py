@@ -53,7 +53,13 @@ def export_onnx(module: nn.Module, path: str | Path, example: torch.Tensor, opse
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (example[:1],), buf, dynamo=False, opset_version=opset,
                               dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, **names)
-    except Exception:
+    except Exception as first:
+        try:
+            import onnxscript  # noqa: F401  (the dynamo exporter needs it; not a gnnrl dependency)
+        except ImportError:
+            why = (str(first).strip().splitlines() or [type(first).__name__])[0][:300]
+            raise GnnrlError(f"cannot export {type(module).__name__} to ONNX: {why} (PyTorch's other exporter, "
+                             f"which may succeed, needs onnxscript: pip install onnxscript)") from first
         buf = io.BytesIO()
         batch = torch.export.Dim("batch")
         program = torch.onnx.export(module, (example[:1],), dynamo=True, opset_version=max(opset, 18),

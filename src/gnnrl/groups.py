@@ -368,9 +368,10 @@ class ChannelPass:
         if node.op == "call_module":
             self.calls[str(node.target)] = self.calls.get(str(node.target), 0) + 1
         if op is None:
+            untraced = self.graph.untraced.get(str(node.target)) if module is not None else None
             what = (f"module {type(module).__name__}" if module is not None else
                     f"op {getattr(node.target, '__name__', str(node.target))}")
-            return self.opaque(node, inputs, f"{what} is not understood" +
+            return self.opaque(node, inputs, untraced or f"{what} is not understood" +
                                (" (kept whole)" if module is not None else ""))
         if module is not None and overrides_forward(type(module)):
             first = next((a for a in node.all_input_nodes if "shape" in a.meta), None)

@@ -12,6 +12,7 @@ one typed `GraphCache`, because the search asks for them thousands of times.
 from __future__ import annotations
 
 import traceback
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,8 @@ class TracedModel:
     module: fx.GraphModule
     example_input: torch.Tensor
     cache: GraphCache = field(default_factory=GraphCache, repr=False, compare=False)
+    untraced: dict[str, str] = field(default_factory=dict)
+    """submodules kept whole because torch.fx could not trace them: qualified name -> why (file:line, error)"""
 
     @property
     def nodes(self) -> list[fx.Node]:
@@ -79,12 +82,14 @@ Graph = TracedModel
 
 
 class _Tracer(fx.Tracer):
-    def __init__(self, leaves: Iterable[type[nn.Module]], autowrap: Iterable[Callable[..., Any]]) -> None:
+    def __init__(self, leaves: Iterable[type[nn.Module]], autowrap: Iterable[Callable[..., Any]],
+                 kept: Iterable[str] = ()) -> None:
         super().__init__(autowrap_functions=tuple(autowrap))
         self.leaves = tuple(leaves)
+        self.kept = frozenset(kept)  # qualified names of submodules that did not trace: kept whole
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return (isinstance(m, self.leaves) or _registered_subclass(type(m))
+        return (module_qualified_name in self.kept or isinstance(m, self.leaves) or _registered_subclass(type(m))
                 or super().is_leaf_module(m, module_qualified_name))
 
 
@@ -103,12 +108,15 @@ def trace(
     leaf_modules: Iterable[type[nn.Module]] = (),
     autowrap_functions: Iterable[Callable[..., Any]] = (),
 ) -> TracedModel:
-    """Symbolically trace `model` and run one shape pass on the first sample of `example_input`."""
-    tracer = _Tracer([*LEAF_MODULES, *leaf_modules], [*AUTOWRAP_FUNCTIONS, *autowrap_functions])
-    try:
-        graph = tracer.trace(model)
-    except Exception as e:  # fx raises many types (TraceError, TypeError, AttributeError…); all mean "untraceable"
-        raise TraceError(_explain(model, tracer, e)) from e
+    """Symbolically trace `model` and run one shape pass on the first sample of `example_input`.
+
+    A submodule whose forward torch.fx cannot trace (Python control flow on a tensor or a shape) is kept whole,
+    with a warning: it runs as it is, is costed by what PyTorch counts, and its channels are pinned with the
+    reason (`TracedModel.untraced`). Only a failure in the model's own forward raises `TraceError`.
+    """
+    tracer, untraced = _trace_keeping_untraceable(model, [*LEAF_MODULES, *leaf_modules],
+                                                  [*AUTOWRAP_FUNCTIONS, *autowrap_functions])
+    graph = tracer.graph
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
     for attr in ("gnnrl_spec", "gnnrl_lineage"):  # how the model was built / pruned: save and re-prune need it
         if hasattr(model, attr):
@@ -129,25 +137,62 @@ def trace(
     finally:
         for m, training in modes:
             m.training = training
-    return TracedModel(gm, example)
+    return TracedModel(gm, example, untraced=untraced)
+
+
+_MAX_UNTRACED = 64  # a model with more untraceable submodules than this is not worth pruning by parts
+
+
+def _trace_keeping_untraceable(model: nn.Module, leaves: list[type[nn.Module]],
+                               autowrap: list[Callable[..., Any]]) -> tuple[_Tracer, dict[str, str]]:
+    """Trace, and on each failure inside a submodule trace again with that submodule kept whole."""
+    untraced: dict[str, str] = {}
+    while True:
+        tracer = _Tracer(leaves, autowrap, untraced)
+        try:
+            tracer.graph = tracer.trace(model)
+            break
+        except Exception as e:  # fx raises many types (TraceError, TypeError, AttributeError…): all "untraceable"
+            path, cls = _failing_module(model, tracer)
+            if not path or path in untraced or len(untraced) >= _MAX_UNTRACED:
+                raise TraceError(_explain(model, tracer, e)) from e
+            first = (str(e).splitlines() or [type(e).__name__])[0][:120]
+            untraced[path] = f"module '{path}' ({cls.__name__}) cannot be traced{_where(e)}: {first}; kept whole"
+    for why in untraced.values():
+        warnings.warn(f"{why}, its channels are not pruned (gnnrl.register_op teaches gnnrl such a layer; "
+                      f"see the README)", stacklevel=3)
+    return tracer, untraced
+
+
+def _failing_module(model: nn.Module, tracer: _Tracer) -> tuple[str, type[nn.Module]]:
+    """The innermost submodule torch.fx was tracing when it failed ("" for the model's own forward)."""
+    for name, _entry in reversed(list(getattr(tracer, "module_stack", {}).items())):
+        if name:
+            return name, type(model.get_submodule(name))
+    return "", type(model)
+
+
+def _where(e: Exception) -> str:
+    """' at FILE:LINE (source)' of the user's code where an exception was raised, outside torch."""
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if "/torch/" not in f.filename.replace("\\", "/")]
+    if not frames:
+        return ""
+    name = frames[-1].filename.replace("\\", "/").split("site-packages/")[-1]  # timm/layers/mlp.py, not the venv
+    return f" at {name}:{frames[-1].lineno} ({frames[-1].line})"
 
 
 def _explain(model: nn.Module, tracer: _Tracer, e: Exception) -> str:
     """Name the failing source line and module, and say how to mark it as a leaf."""
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if "/torch/" not in f.filename.replace("\\", "/")]
-    where = f" at {frames[-1].filename}:{frames[-1].lineno} ({frames[-1].line})" if frames else ""
-    stack = list(getattr(tracer, "module_stack", {}).items())
-    path, cls = "", type(model)
-    for name, _entry in reversed(stack):
-        if name:
-            path = name
-            owner = model.get_submodule(name) if name else model
-            cls = type(owner)
-            break
-    inside = f" inside module '{path}' ({cls.__name__})" if path else ""
-    return (f"cannot trace {type(model).__name__}{inside}{where}: {str(e).splitlines()[0]}. Data-dependent Python "
-            f"control flow cannot be traced; mark the module as a leaf to keep it whole (its channels are then "
-            f"not pruned): gnnrl.trace(model, x, leaf_modules=[{cls.__name__}]) or "
+    where = _where(e)
+    path, cls = _failing_module(model, tracer)
+    first = (str(e).splitlines() or [type(e).__name__])[0]
+    if not path:  # the model's own forward: there is no smaller part to keep whole
+        return (f"cannot trace {type(model).__name__}'s own forward{where}: {first}. Data-dependent Python control "
+                f"flow cannot be traced; move it into a submodule (gnnrl then keeps that submodule whole) or wrap "
+                f"the model in one that calls it without the branch.")
+    return (f"cannot trace {type(model).__name__} inside module '{path}' ({cls.__name__}){where}: {first}. "
+            f"Data-dependent Python control flow cannot be traced; mark the module as a leaf to keep it whole (its "
+            f"channels are then not pruned): gnnrl.trace(model, x, leaf_modules=[{cls.__name__}]) or "
             f"gnnrl.register_leaf({cls.__name__}).")
 
 

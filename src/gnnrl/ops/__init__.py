@@ -6,7 +6,7 @@ rules for custom layers: `creates` (conv/linear-like: new output channels from a
 (keep the layer's channels whole).
 """
 
-from . import activation, conv, elementwise, layout, linear, norm, pad, pooling  # noqa: F401  (registers them)
+from . import activation, conv, elementwise, layout, linear, norm, pad, pooling, standardized  # noqa: F401  (registers them)
 from .activation import passthrough
 from .idmap import Ids
 from .linear import creates

@@ -163,7 +163,11 @@ def prunes_like_its_base(module: nn.Module, op: Op, in_shape: tuple[int, ...]) -
 
     if op.slice is None or len(in_shape) < 2 or in_shape[1] < 2:
         return False
-    x = torch.randn((2, *in_shape[1:]), generator=torch.Generator().manual_seed(0))
+    like = next(iter(module.parameters()), None)  # the check runs in the layer's own dtype (a float64 copy…)
+    x = torch.randn((2, *in_shape[1:]), generator=torch.Generator().manual_seed(0),
+                    dtype=like.dtype if like is not None else torch.float32)
+    if like is not None:
+        x = x.to(like.device)
 
     def same(a: torch.Tensor, b: torch.Tensor) -> bool:
         return a.shape == b.shape and bool(torch.allclose(a, b, atol=1e-5, rtol=1e-4))
