@@ -65,6 +65,21 @@ def test_info_lists_groups_and_writes_json(tmp_path: Path, capsys: pytest.Captur
     assert len(groups) == 12 and groups[1]["size"] == 64
 
 
+def test_info_reads_a_pruned_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`gnnrl info FILE` shows what is left to prune in a pruned network, at the size it was pruned at."""
+    import gnnrl
+
+    pruned, out = tmp_path / "p.safetensors", tmp_path / "g.json"
+    assert main(["prune", "--model", "resnet20", "--weights", "none", "--ratio", "0.4", "--out", str(pruned)]) == 0
+    assert main(["info", str(pruned), "--json", str(out)]) == 0
+    assert "10 prunable" in capsys.readouterr().out
+    info = json.loads(out.read_text())
+    assert info["input_size"] == 32 and info["macs"] == gnnrl.count_flops(gnnrl.load(pruned), (1, 3, 32, 32)).macs
+    assert info["groups"][1]["size"] == 64 - 26  # the stem group's 64 channel ids, 40 % of them (25.6) removed
+    assert main(["info"]) == 2 and "a --model name or a pruned .safetensors file" in capsys.readouterr().err
+    assert main(["info", str(pruned), "--model", "resnet20"]) == 2 and "not both" in capsys.readouterr().err
+
+
 def test_info_unknown_model_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "--model", "resnet55"]) == 2
     assert "Did you mean" in capsys.readouterr().err

@@ -153,12 +153,27 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     if args.json:
         check_writable(args.json)
-    model = create(args.model, num_classes=args.num_classes).eval()
-    side = args.input_size or input_size(args.model)
-    graph = trace(model, torch.zeros(1, 3, side, side))
+    if (args.pruned is None) == (args.model is None):
+        raise GnnrlError("gnnrl info takes a --model name or a pruned .safetensors file (gnnrl info FILE)"
+                         + (", not both" if args.pruned else ""))
+    if args.input_size is not None and args.input_size < 1:
+        raise GnnrlError(f"--input-size {args.input_size} must be a positive number of pixels")
+    if args.pruned is not None:  # what is left to prune in a pruned network, at the size it was pruned at
+        from .saving import load, read_lineage
+
+        lineage = read_lineage(args.pruned)
+        model, name = load(args.pruned).eval(), str(args.pruned)
+        shape = lineage.input_shape or (1, 3, 32, 32)
+        side = args.input_size or shape[-1]
+        example = torch.zeros(1, *shape[1:-2], side, side)
+    else:
+        model, name = create(args.model, num_classes=args.num_classes).eval(), args.model
+        side = args.input_size or input_size(args.model)
+        example = torch.zeros(1, 3, side, side)
+    graph = trace(model, example)
     groups = channel_groups(graph)
     total = original_cost(graph)
-    table = Table(title=f"{args.model}: {len(groups)} channel groups, {sum(g.prunable for g in groups)} prunable "
+    table = Table(title=f"{name}: {len(groups)} channel groups, {sum(g.prunable for g in groups)} prunable "
                   f"({total}, input {side}×{side})")
     table.caption = ("MACs touched %: share of the model's MACs in the layers that create or read the group's "
                      "channels. A conv both reads one group and creates another, so the column sums to about 200 %.")
@@ -178,7 +193,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         from dataclasses import asdict
 
-        write_json(args.json, {"model": args.model, "input_size": side, "macs": total.macs, "params": total.params,
+        write_json(args.json, {"model": name, "input_size": side, "macs": total.macs, "params": total.params,
                                "uncosted_macs": uncosted, "groups": [asdict(g) for g in groups]})
     return 0
 
@@ -609,7 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("info", help="channel groups of a model: what can be pruned, and why not")
-    p.add_argument("--model", required=True)
+    p.add_argument("pruned", nargs="?", help="a pruned .safetensors file (from gnnrl prune / compress / gnnrl.save) "
+                   "instead of --model")
+    p.add_argument("--model", help="a zoo name (gnnrl models)")
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--input-size", type=int, help="image side for tracing (default: 32 for the CIFAR zoo, else 224)")
     p.add_argument("--json", help="also write the groups to this JSON file")
