@@ -166,7 +166,9 @@ def main() -> None:
             row = next(r for r in saved["rows"] if r["model"] == name)
             row["gnnrl"] = isolated("gnnrl", name, saved["side"], args.timeout)
             print(json.dumps(row), flush=True)
-        out.write_text(json.dumps(saved, indent=2) + "\n")
+            tmp = out.with_suffix(".tmp")  # after every model: a killed update keeps what it finished
+            tmp.write_text(json.dumps(saved, indent=2) + "\n")
+            tmp.replace(out)
         from eval_speed import write_section
 
         write_section("timm zoo", markdown(saved["rows"], argparse.Namespace(side=saved["side"])))

@@ -16,10 +16,7 @@ from timm_zoo import FAMILIES, _gnnrl  # noqa: E402  (the benchmark's list and c
 # Families that do not prune yet, with the reason `gnnrl info` gives (docs/benchmarks.md, "timm zoo").
 KNOWN_GAPS: dict[str, str] = {
     "skresnet18": "selective-kernel attention splits and sums across a path dimension: pinned",
-    "nf_resnet26": "ScaledStdConv2d standardises its weight over the input channels: pinned",
-    "dm_nfnet_f0": "ScaledStdConv2dSame standardises its weight over the input channels: pinned",
     "convnextv2_atto": "LayerNorm2d and GlobalResponseNorm normalise across channels: pinned",
-    "vgg11": "ConvMlp's shape-dependent `if` does not trace",
 }
 
 

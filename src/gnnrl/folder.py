@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import IMAGE_SUFFIXES, MEAN, SPLITS, STD, VAL_SOURCES, balanced_sample, normalize
 from .errors import DataError
+from .images import IMAGE_SUFFIXES, MEAN, SPLITS, STD, VAL_SOURCES, balanced_sample, normalize
 
 HELD_OUT = ("val", "test")
 """folder names of the held-out images, in order of preference"""

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .agent import DDPGConfig
 from .checkpoint import load_for_resume
+from .config import SearchConfig
 from .data import Cifar, Split
-from .env import DNNGraphEnv, EnvConfig, fit_latency, removed_key, reward_of, uniform_removed
+from .env import DNNGraphEnv, fit_latency, removed_key, reward_of, uniform_removed
 from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
 from .files import atomic_write, lock_run_dir, torch_save, write_json, write_text
@@ -43,34 +43,6 @@ GNN_AGENT_ONLY = ("head", "critic", "descriptors", "pretrain_updates", "channels
 """Agent settings only GNN-RL's m-GNN actor and critic read (agent.Actor / Critic, methods/rl.py), not AMC's MLPs."""
 LATENCY_ONLY = ("engine", "latency_model", "latency_threads", "latency_batch")
 """Env settings only a latency budget reads."""
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """Settings of a search; the defaults are the paper's (5k validation images from test, 30 + 150 episodes)."""
-
-    env: EnvConfig = field(default_factory=EnvConfig)
-    """budget, metric, step cap, BN recalibration…"""
-    agent: DDPGConfig = field(default_factory=DDPGConfig)
-    episodes: int = 180
-    """total episodes, warm-up included"""
-    warmup: int = 30
-    """episodes of uniform random actions before the agent acts and learns"""
-    seed: int = 0
-    val_from: str = "test"
-    val_size: int = 5000
-    baseline_decay: float = 0.95
-    """moving reward baseline: b ← decay·b + (1 − decay)·reward"""
-    method: str = "gnnrl"
-    """gnnrl, random, uniform, uniform-internal, l1-global or amc (see gnnrl.methods)"""
-    round_size: int = 1
-    """episodes proposed before their policies are evaluated (together, e.g. on parallel workers) and learnt
-    from; 1 is the paper's loop. The result depends on it, never on how many workers evaluate a round."""
-
-    @staticmethod
-    def from_dict(d: dict[str, Any]) -> SearchConfig:
-        """Inverse of `dataclasses.asdict` (as stored in policy.json and checkpoints)."""
-        return SearchConfig(**{**d, "env": EnvConfig(**d["env"]), "agent": DDPGConfig(**d["agent"])})
 
 
 @dataclass

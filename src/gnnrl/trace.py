@@ -15,19 +15,14 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import fx, nn
 
+from .cost import Cost
 from .errors import GnnrlError
 from .ops import module_op
-
-if TYPE_CHECKING:
-    from .cost import Cost
-    from .graph import CompGraph
-    from .groups import Analysis
-    from .hierarchy import Hierarchy
 
 # Modules kept whole by the tracer beyond torch.nn's own. Their channels are pinned by the grouping pass.
 LEAF_MODULES: set[type[nn.Module]] = set()
@@ -47,13 +42,14 @@ def register_leaf(cls: type[nn.Module]) -> type[nn.Module]:
 
 @dataclass
 class GraphCache:
-    """What has been computed from one traced model; each field is filled by the module that owns it."""
+    """What has been computed from one traced model; each field is filled, and typed, by the module that owns it
+    (those modules build on this one, so it names none of their types: nothing here reaches up)."""
 
-    analysis: Analysis | None = None  # gnnrl.groups.analyze
+    analysis: Any = None  # gnnrl.groups.Analysis, by gnnrl.groups.analyze
     base_cost: Cost | None = None  # gnnrl.prune: cost of what the pruner does not resize
     original_cost: Cost | None = None  # gnnrl.prune.original_cost
-    comp_graph: CompGraph | None = None  # gnnrl.graph.build
-    hierarchies: dict[int, Hierarchy] = field(default_factory=dict)  # gnnrl.hierarchy.build_hierarchy, by levels
+    comp_graph: Any = None  # gnnrl.graph.CompGraph, by gnnrl.graph.build
+    hierarchies: dict[int, Any] = field(default_factory=dict)  # gnnrl.hierarchy.Hierarchy by levels
 
 
 @dataclass
@@ -89,17 +85,16 @@ class _Tracer(fx.Tracer):
         self.kept = frozenset(kept)  # qualified names of submodules that did not trace: kept whole
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return (module_qualified_name in self.kept or isinstance(m, self.leaves) or _registered_subclass(type(m))
+        return (module_qualified_name in self.kept or isinstance(m, self.leaves) or _registered(type(m))
                 or super().is_leaf_module(m, module_qualified_name))
 
 
-def _registered_subclass(cls: type[nn.Module]) -> bool:
-    """A subclass of a registered layer (torchvision's Conv3DSimple, timm's BatchNormAct2d) is kept whole and
-    understood by its base's entry; one that overrides `forward` is checked by the channel analysis
-    (`gnnrl.ops.registry.prunes_like_its_base`) and pinned when it does not prune like its base."""
-    from .ops.registry import is_registered_subclass
-
-    return is_registered_subclass(cls)
+def _registered(cls: type[nn.Module]) -> bool:
+    """A registered layer, or a subclass of one (torchvision's Conv3DSimple, timm's BatchNormAct2d), is kept whole
+    and understood by its registry entry (its forward may be untraceable); a subclass that overrides `forward` is
+    checked by the channel analysis (`gnnrl.ops.registry.prunes_like_its_base`) and pinned when it does not prune
+    like its base."""
+    return module_op(cls) is not None
 
 
 def trace(

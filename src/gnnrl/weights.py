@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +72,17 @@ def _flatten(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_weights(model: nn.Module, path: str | Path, allow_pickle: bool = False) -> nn.Module:
-    """Load a checkpoint into `model` strictly; on mismatch raise `WeightsError` naming the first bad keys."""
+def load_weights(model: nn.Module, path: str | Path, allow_pickle: bool = False,
+                 candidates: Mapping[str, Callable[..., nn.Module]] | None = None) -> nn.Module:
+    """Load a checkpoint into `model` strictly; on mismatch raise `WeightsError` naming the first bad keys (and
+    which of `candidates`, model constructors by name, the checkpoint does fit)."""
     state = read_state_dict(path, allow_pickle)
     check_finite(state, path)
     problems = mismatches(model, state)
     if problems:
         spec = getattr(model, "gnnrl_spec", None)
         what = f"model {spec.name!r}" if spec else "the model"
-        hint = _guess_architecture(state)
+        hint = _guess_architecture(state, candidates or {})
         raise WeightsError(f"{path} does not fit {what}: " + "; ".join(problems) + (f". {hint}" if hint else ""))
     own = model.state_dict()
     state = {**{k: v for k, v in own.items() if k.endswith("num_batches_tracked")}, **state}
@@ -112,14 +115,12 @@ def mismatches(model: nn.Module, state: dict[str, torch.Tensor], limit: int = 5)
     return out
 
 
-def _guess_architecture(state: dict[str, torch.Tensor]) -> str:
-    """Name the CIFAR zoo models whose parameter names and shapes match the checkpoint exactly."""
-    from .models import CIFAR_MODELS
-
+def _guess_architecture(state: dict[str, torch.Tensor], candidates: Mapping[str, Callable[..., nn.Module]]) -> str:
+    """Name the candidate models whose parameter names and shapes match the checkpoint exactly."""
     head = next((v for k, v in state.items() if k.endswith("weight") and v.ndim == 2), None)
     num_classes = int(head.shape[0]) if head is not None else 10
     fits = []
-    for name, ctor in CIFAR_MODELS.items():
+    for name, ctor in candidates.items():
         try:
             if not mismatches(ctor(num_classes=num_classes), state):
                 fits.append(name)

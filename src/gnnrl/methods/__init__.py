@@ -17,8 +17,8 @@ from ..errors import GnnrlError
 from .base import Method, Rollout, step_until_done
 
 if TYPE_CHECKING:
+    from ..config import SearchConfig
     from ..env import DNNGraphEnv
-    from ..search import SearchConfig
 
 METHODS = ("gnnrl", "random", "uniform", "uniform-internal", "l1-global", "amc")
 ONE_SHOT = ("uniform", "uniform-internal", "l1-global")

@@ -25,8 +25,8 @@ from .base import MovingBaseline, Rollout
 from .rl import ddpg_updates, noise_sigma
 
 if TYPE_CHECKING:
+    from ..config import SearchConfig
     from ..env import DNNGraphEnv
-    from ..search import SearchConfig
 
 FEATURES = ("position", "width", "macs share", "removed so far", "macs to come", "previous action")
 

@@ -16,8 +16,8 @@ from ..agent import DDPG, ReplayBuffer, gnn_ddpg
 from .base import MovingBaseline, Rollout, step_until_done
 
 if TYPE_CHECKING:
+    from ..config import SearchConfig
     from ..env import DNNGraphEnv
-    from ..search import SearchConfig
 
 
 def noise_sigma(config: SearchConfig, episode: int) -> float:

@@ -130,5 +130,5 @@ def create(
     if weights is not None:
         from ..weights import load_weights
 
-        load_weights(model, weights, allow_pickle=allow_pickle)
+        load_weights(model, weights, allow_pickle=allow_pickle, candidates=CIFAR_MODELS)
     return model

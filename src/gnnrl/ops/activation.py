@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -12,10 +12,7 @@ from torch import nn
 
 from .idmap import Ids, flat
 from .norm import channelwise, channelwise_cost, slice_channelwise
-from .registry import FUNCTION_OPS, Call, register_op, when_loaded
-
-if TYPE_CHECKING:
-    from ..groups import ChannelPass
+from .registry import FUNCTION_OPS, Call, ChannelPass, register_op, when_loaded
 
 
 def passthrough(p: ChannelPass, call: Call) -> Any:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import fx, nn
 
 from .idmap import vector
-from .registry import Call, Label, register_op
-
-if TYPE_CHECKING:
-    from ..groups import ChannelPass
+from .registry import Call, ChannelPass, Label, register_op
 
 
 def conv_channels(p: ChannelPass, call: Call) -> Any:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from .idmap import Ids, varies
-from .registry import Call, register_op
-
-if TYPE_CHECKING:
-    from ..groups import ChannelPass
+from .registry import Call, ChannelPass, register_op
 
 
 def _combine(p: ChannelPass, call: Call, sums: bool) -> Any:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 from .idmap import Ids, raw, tensors, varies, wrap
-from .registry import Call, register_op
-
-if TYPE_CHECKING:
-    from ..groups import ChannelPass
+from .registry import Call, ChannelPass, register_op
 
 
 def moves(p: ChannelPass, call: Call) -> Any:

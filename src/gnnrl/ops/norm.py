@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -10,10 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .idmap import vector
-from .registry import Call, register_op
-
-if TYPE_CHECKING:
-    from ..groups import ChannelPass
+from .registry import Call, ChannelPass, register_op
 
 
 def channelwise(p: ChannelPass, call: Call) -> Any:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch.nn.functional as F
 
 from .idmap import broadcast, vector
-from .registry import Call, register_op
-
-if TYPE_CHECKING:
-    from ..groups import ChannelPass
+from .registry import Call, ChannelPass, register_op
 
 
 def pads(p: ChannelPass, call: Call) -> Any:

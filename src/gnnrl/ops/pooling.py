@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 from .idmap import Ids, broadcast, vector
-from .registry import Call, Label, register_op
-
-if TYPE_CHECKING:
-    from ..groups import ChannelPass
+from .registry import Call, ChannelPass, Label, register_op
 
 
 def per_channel(p: ChannelPass, call: Call) -> Any:

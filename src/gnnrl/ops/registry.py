@@ -14,16 +14,15 @@ to teach gnnrl a layer it does not know (see the README).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import fx, nn
 
-if TYPE_CHECKING:
-    from ..groups import ChannelPass
+from .idmap import Ids
 
 Label = tuple[str, int, int, int]
 """(level-0 op type, kernel, stride, groups) of a computational-graph edge"""
@@ -48,7 +47,54 @@ class Call:
         return getattr(self.node.target, "__name__", str(self.node.target))
 
 
-ChannelRule = Callable[["ChannelPass", Call], Any]
+class ChannelPass(Protocol):
+    """What a channel rule may call on the channel analysis walking the graph (`gnnrl.groups.ChannelPass`)."""
+
+    shuffles: int
+    untie_shuffles: bool
+
+    def new_ids(self, n: int, source: str) -> np.ndarray:
+        """`n` fresh channel ids, created by layer `source`."""
+        ...
+
+    def union(self, a: np.ndarray, b: np.ndarray) -> None:
+        """Channels a[i] and b[i] must be removed together."""
+        ...
+
+    def pin(self, ids: torch.Tensor | np.ndarray, reason: str) -> None:
+        """These channels are kept."""
+        ...
+
+    def fresh_map(self, shape: tuple[int, ...], source: str, dim: int = 1) -> tuple[Ids, np.ndarray]:
+        """An id map of `shape` with new ids along `dim`, and the ids."""
+        ...
+
+    def opaque(self, where: Call | fx.Node, inputs: list[torch.Tensor], why: str) -> Any:
+        """Pin every input channel of a call that is not understood; its output's id map."""
+        ...
+
+    def record(self, call: Call, in_ids: np.ndarray, out_ids: np.ndarray) -> None:
+        """This call's layer is cut when its channels go."""
+        ...
+
+    def balance(self, call: Call, blocks: np.ndarray, side: str) -> bool:
+        """The rows of `blocks` must keep equally many channels each; False when they must be tied instead."""
+        ...
+
+    def add_pad(self, node: str, ids: np.ndarray, before: int, after: int, arg_index: int) -> None:
+        """A channel pad at `node`."""
+        ...
+
+    def permutes(self, source: fx.Node, nodes: list[fx.Node]) -> None:
+        """`nodes[-1]` holds the channels of `source` in a fixed other order."""
+        ...
+
+    def mark_summed(self, maps: Iterable[torch.Tensor]) -> None:
+        """These channel maps are added together: a residual stream."""
+        ...
+
+
+ChannelRule = Callable[[ChannelPass, Call], Any]
 """(channel pass, call) -> the output's id maps (or plain values)"""
 Slicer = Callable[[nn.Module, torch.Tensor, torch.Tensor], None]
 """(module, kept input channel positions, kept output channel positions): cut the module in place"""
@@ -108,11 +154,7 @@ def register_op(*targets: type[nn.Module] | Callable[..., Any] | str, channels: 
     op = Op(name or _default_name(targets[0]), channels, label, slice, cost, channel_dim, filters, gains)
     for t in targets:
         if isinstance(t, type) and issubclass(t, nn.Module):
-            MODULE_OPS[t] = op
-            if not t.__module__.startswith("torch."):
-                from ..trace import register_leaf
-
-                register_leaf(t)
+            MODULE_OPS[t] = op  # the tracer keeps every registered module class whole (`gnnrl.trace`)
         elif isinstance(t, str) and t.startswith("."):
             FUNCTION_OPS[t] = op
         elif callable(t):
