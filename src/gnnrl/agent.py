@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -20,66 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import DDPGConfig
 from .gnn import Encoding, MultiStageEncoder
 from .hierarchy import Hierarchy
-
-
-@dataclass(frozen=True)
-class DDPGConfig:
-    """DDPG hyper-parameters: τ, batch and replay size from the paper; the rest from AMC (He et al. 2018)."""
-
-    tau: float = 0.01
-    """soft target update rate"""
-    batch_size: int = 64
-    replay_size: int = 2000
-    discount: float = 1.0
-    """episodes are a few steps long and only the last step is rewarded"""
-    actor_lr: float = 1e-4
-    critic_lr: float = 1e-3
-    hidden: int = 300
-    channels: int = 32
-    """m-GNN hidden size. 32 rather than 64: as good in short searches (benchmarks/agent_ablation.py) at ~55% of
-    the update time"""
-    gnn_layers: int = 2
-    noise_init: float = 0.5
-    """std of the truncated-normal exploration noise on the first episode after warm-up"""
-    noise_decay: float = 0.95
-    """the noise std is multiplied by this after every episode"""
-    head: str = "groups"
-    """'groups': a shared per-group MLP over [group embedding, g] and the group's descriptors (`descriptors`);
-    'graph': an MLP over g, one output per group (the paper's); 'both': the sum of the two heads' logits.
-    Measured (docs/benchmarks.md, agent ablations; best policy's test_rest before fine-tuning, with the default
-    200 pretraining updates for 'groups'): ResNet-56, 180 episodes, 3 seeds: groups 86.45 ± 0.29, graph 83.37 ±
-    1.04 (AMC 85.13 ± 0.64); ResNet-20, 60 episodes: groups 66.16 ± 2.51 (4 seeds), graph 66.60 ± 2.12 (6
-    seeds). 'both' did as well as graph on ResNet-20 (3 seeds) but gave 83.5 on ResNet-56 seed 0"""
-    critic: str = "graph"
-    """'graph': MLP over [g, action] (paper); 'groups': a shared per-group MLP over [group embedding, the
-    group's action] (DeepSets), mean-pooled over the groups, then an MLP over [g, pooled], meant to learn from
-    every group of every episode as AMC's per-layer critic does. Measured worse: ResNet-20 best val 58.2 vs 65.3
-    (with the per-group actor and descriptors, 3 seeds), and it fits 8 random rewards far slower than 'graph'
-    (loss 0.071 → 0.065 in 200 Adam steps vs 0.35 → 0.0004)"""
-    descriptors: bool = True
-    """per-group heads (actor and critic) also read each group's static descriptors (`group_descriptors`:
-    position, width, share of the MACs, MACs still to come). Repeated blocks have identical m-GNN embeddings, so
-    without them a per-group head cannot tell a stage's first block from its last, and gives every block of a
-    stage one ratio (ResNet-20, 3 seeds: 62.4 ± 3.6 without, the 'groups-cand32' ablation row)"""
-    updates_per_episode: int = 10
-    """DDPG updates after each post-warm-up episode. Episodes are mostly one to five steps long here (a step
-    may prune as much as the budget needs), and AMC's one update per step left the agent nearly untrained
-    (best 50.1 % vs 64.4 % with 20 on ResNet-20); 10 did as well as 20 at half the cost (agent_ablation.py)"""
-    pretrain_updates: int = 200
-    """DDPG updates on the warm-up's transitions before the first agent episode (0: none, as in plain DDPG). The
-    per-group head starts out giving nearly one ratio to every group, the weakest kind of policy; these updates
-    move it towards what the warm-up found before it acts. Measured with the per-group head (docs/benchmarks.md,
-    agent ablations, best val before fine-tuning): ResNet-20, 60 episodes, seeds 0-3: 63.7 → 66.4 (seed 0: 55.3 →
-    63.0); ResNet-56, 180 episodes, 3 seeds: 85.8 → 86.6. With the paper's graph head 200 made no measurable
-    difference (cand32-pre200)"""
-    candidates: int = 32
-    """noisy actions drawn per step; the one the critic values most is taken (1: plain DDPG exploration). The
-    critic, trained on every episode since the warm-up, becomes a cheap surrogate of the reward, and a step costs
-    32 critic heads instead of 1 (milliseconds). ResNet-20, 60 episodes, seeds 0-2: best policy 64.5 → 65.4 %
-    test_rest (higher on every seed), mean of the agent's episodes 50.2 → 55.8 %; ResNet-56, 180 episodes, seed 0:
-    82.2 → 83.4 % (docs/benchmarks.md, agent ablation and method comparison)"""
 
 
 class Batch(NamedTuple):

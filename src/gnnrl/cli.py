@@ -394,8 +394,9 @@ def _warmup(args: argparse.Namespace, episodes: int) -> int:
 
 
 def _check_budget(budget: float) -> None:
-    if not 0 < budget < 1:
-        raise GnnrlError(f"--budget {budget} must be a fraction in (0, 1), e.g. 0.5 keeps half of the MACs")
+    from .config import check_budget
+
+    check_budget(budget, name="--budget")
 
 
 def _classes_hint(args: argparse.Namespace) -> int:

@@ -1,13 +1,137 @@
-"""Settings of a search, below both the loop that runs it (`gnnrl.search`) and the methods it runs
-(`gnnrl.methods`), which read it."""
+"""Settings, on the ground floor: what the environment (`gnnrl.env`), the search loop (`gnnrl.search`) and the
+methods it runs (`gnnrl.methods`) read, each config with its own `validate()`, and the one budget check."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from .agent import DDPGConfig
-from .env import EnvConfig
+from .engines import ENGINES, Engine
+from .errors import GnnrlError
+from .evaluate import DEFAULT_BATCH_SIZE
+
+
+def check_budget(budget: float, what: str = "the MACs", name: str = "budget",
+                 error: type[GnnrlError] = GnnrlError) -> None:
+    """A budget is a fraction in (0, 1) of the original metric; one message wherever it is given."""
+    if not isinstance(budget, (int, float)) or not 0 < budget < 1:
+        raise error(f"{name} {budget} must be a fraction in (0, 1), e.g. 0.5 keeps half of {what}")
+
+
+METRICS = ("macs", "params", "latency")
+PREDICTORS = ("table", "linear")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Settings of `DNNGraphEnv`."""
+
+    budget: float = 0.5
+    """fraction of the original metric to keep"""
+    metric: str = "macs"
+    """what the budget constrains: 'macs', 'params' or 'latency' (predicted by a `LatencyModel` fitted on
+    measured variants of the network, see gnnrl.latency)"""
+    max_steps: int = 5
+    """step cap: the last step is scaled so that the budget is met"""
+    tolerance: float = 0.02
+    """episodes end with the metric inside [budget − tolerance, budget] (fractions of the original)"""
+    max_step_ratio: float = 0.9
+    """largest fraction of a group's remaining channels one step may remove"""
+    importance: str = "l1"
+    bn_recal: int = 500
+    """training images used to re-estimate BatchNorm statistics before each evaluation (0: off). Measured
+    (benchmarks/bn_recal.py, Spearman with the ranking under 2000-image statistics, ResNet-20 / ResNet-56):
+    none 0.38 / 0.50, 250 images 0.975 / 0.947, 500 images 0.994 / 0.982 at a quarter of 2000's cost. 250
+    makes a search ~7% faster (docs/benchmarks.md), at that cost in fidelity."""
+    eval_batch: int = DEFAULT_BATCH_SIZE
+    levels: int = 2
+    latency_batch: int = 1
+    """batch size the latency budget is measured at (metric 'latency')"""
+    engine: str = "onnxruntime"
+    """where the latency budget is measured (metric 'latency'): 'onnxruntime' or 'torch' (eager)"""
+    latency_threads: int = 1
+    """intra-op threads of the engine the latency budget is measured with"""
+    latency_model: str = "table"
+    """the latency predictor: 'table' (per-layer table on the engine, `gnnrl.latency.TableModel`) or 'linear'
+    (the first version: c0 + MACs + activations fitted on eager PyTorch)"""
+    round_to: int = 1
+    """every pruned width is a multiple of this (or the layer's full width): the channel granularity that pays
+    on the engine (8 or 16 on ONNX Runtime's CPU kernels, `gnnrl.latency.channel_granularity`); 1: any width"""
+
+    def validate(self) -> None:
+        """Raise one clear `GnnrlError` for a setting outside its choices."""
+        if self.metric not in METRICS:
+            raise GnnrlError(f"unknown budget metric {self.metric!r}; choose one of {', '.join(METRICS)}")
+        check_budget(self.budget, {"macs": "the MACs", "params": "the parameters", "latency": "the latency"}[
+            self.metric])
+        if self.engine not in ENGINES or self.latency_model not in PREDICTORS:
+            raise GnnrlError(f"unknown engine {self.engine!r} or latency model {self.latency_model!r}; choose "
+                             f"one of {', '.join(ENGINES)} and {', '.join(PREDICTORS)}")
+        if not isinstance(self.round_to, int) or self.round_to < 1:
+            raise GnnrlError(f"round_to must be a positive integer (1: any width), not {self.round_to!r}")
+
+    def latency_engine(self) -> Engine:
+        """The engine a latency budget is measured on."""
+        return Engine(self.engine, self.latency_threads, self.latency_batch)
+
+
+
+@dataclass(frozen=True)
+class DDPGConfig:
+    """DDPG hyper-parameters: τ, batch and replay size from the paper; the rest from AMC (He et al. 2018)."""
+
+    tau: float = 0.01
+    """soft target update rate"""
+    batch_size: int = 64
+    replay_size: int = 2000
+    discount: float = 1.0
+    """episodes are a few steps long and only the last step is rewarded"""
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-3
+    hidden: int = 300
+    channels: int = 32
+    """m-GNN hidden size. 32 rather than 64: as good in short searches (benchmarks/agent_ablation.py) at ~55% of
+    the update time"""
+    gnn_layers: int = 2
+    noise_init: float = 0.5
+    """std of the truncated-normal exploration noise on the first episode after warm-up"""
+    noise_decay: float = 0.95
+    """the noise std is multiplied by this after every episode"""
+    head: str = "groups"
+    """'groups': a shared per-group MLP over [group embedding, g] and the group's descriptors (`descriptors`);
+    'graph': an MLP over g, one output per group (the paper's); 'both': the sum of the two heads' logits.
+    Measured (docs/benchmarks.md, agent ablations; best policy's test_rest before fine-tuning, with the default
+    200 pretraining updates for 'groups'): ResNet-56, 180 episodes, 3 seeds: groups 86.45 ± 0.29, graph 83.37 ±
+    1.04 (AMC 85.13 ± 0.64); ResNet-20, 60 episodes: groups 66.16 ± 2.51 (4 seeds), graph 66.60 ± 2.12 (6
+    seeds). 'both' did as well as graph on ResNet-20 (3 seeds) but gave 83.5 on ResNet-56 seed 0"""
+    critic: str = "graph"
+    """'graph': MLP over [g, action] (paper); 'groups': a shared per-group MLP over [group embedding, the
+    group's action] (DeepSets), mean-pooled over the groups, then an MLP over [g, pooled], meant to learn from
+    every group of every episode as AMC's per-layer critic does. Measured worse: ResNet-20 best val 58.2 vs 65.3
+    (with the per-group actor and descriptors, 3 seeds), and it fits 8 random rewards far slower than 'graph'
+    (loss 0.071 → 0.065 in 200 Adam steps vs 0.35 → 0.0004)"""
+    descriptors: bool = True
+    """per-group heads (actor and critic) also read each group's static descriptors (`group_descriptors`:
+    position, width, share of the MACs, MACs still to come). Repeated blocks have identical m-GNN embeddings, so
+    without them a per-group head cannot tell a stage's first block from its last, and gives every block of a
+    stage one ratio (ResNet-20, 3 seeds: 62.4 ± 3.6 without, the 'groups-cand32' ablation row)"""
+    updates_per_episode: int = 10
+    """DDPG updates after each post-warm-up episode. Episodes are mostly one to five steps long here (a step
+    may prune as much as the budget needs), and AMC's one update per step left the agent nearly untrained
+    (best 50.1 % vs 64.4 % with 20 on ResNet-20); 10 did as well as 20 at half the cost (agent_ablation.py)"""
+    pretrain_updates: int = 200
+    """DDPG updates on the warm-up's transitions before the first agent episode (0: none, as in plain DDPG). The
+    per-group head starts out giving nearly one ratio to every group, the weakest kind of policy; these updates
+    move it towards what the warm-up found before it acts. Measured with the per-group head (docs/benchmarks.md,
+    agent ablations, best val before fine-tuning): ResNet-20, 60 episodes, seeds 0-3: 63.7 → 66.4 (seed 0: 55.3 →
+    63.0); ResNet-56, 180 episodes, 3 seeds: 85.8 → 86.6. With the paper's graph head 200 made no measurable
+    difference (cand32-pre200)"""
+    candidates: int = 32
+    """noisy actions drawn per step; the one the critic values most is taken (1: plain DDPG exploration). The
+    critic, trained on every episode since the warm-up, becomes a cheap surrogate of the reward, and a step costs
+    32 critic heads instead of 1 (milliseconds). ResNet-20, 60 episodes, seeds 0-2: best policy 64.5 → 65.4 %
+    test_rest (higher on every seed), mean of the agent's episodes 50.2 → 55.8 %; ResNet-56, 180 episodes, seed 0:
+    82.2 → 83.4 % (docs/benchmarks.md, agent ablation and method comparison)"""
 
 
 @dataclass(frozen=True)

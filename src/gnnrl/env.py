@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -27,60 +26,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import METRICS, PREDICTORS, EnvConfig  # noqa: F401  (re-exported: gnnrl.env.EnvConfig)
 from .cost import Cost
 from .data import MEAN, STD, Split, normalize
-from .engines import ENGINES, Engine
 from .errors import GnnrlError
-from .evaluate import DEFAULT_BATCH_SIZE, evaluate
+from .evaluate import evaluate
 from .groups import analyze
 from .hierarchy import Hierarchy, build_hierarchy
 from .latency import LatencyModel, TableModel, fit_latency_model, fit_table_model
 from .prune import PrunePlan, apply_plan, cost_after, original_cost, plan_from_removed, removal_orders
 from .trace import TracedModel, trace
-
-METRICS = ("macs", "params", "latency")
-PREDICTORS = ("table", "linear")
-
-
-@dataclass(frozen=True)
-class EnvConfig:
-    """Settings of `DNNGraphEnv`."""
-
-    budget: float = 0.5
-    """fraction of the original metric to keep"""
-    metric: str = "macs"
-    """what the budget constrains: 'macs', 'params' or 'latency' (predicted by a `LatencyModel` fitted on
-    measured variants of the network, see gnnrl.latency)"""
-    max_steps: int = 5
-    """step cap: the last step is scaled so that the budget is met"""
-    tolerance: float = 0.02
-    """episodes end with the metric inside [budget − tolerance, budget] (fractions of the original)"""
-    max_step_ratio: float = 0.9
-    """largest fraction of a group's remaining channels one step may remove"""
-    importance: str = "l1"
-    bn_recal: int = 500
-    """training images used to re-estimate BatchNorm statistics before each evaluation (0: off). Measured
-    (benchmarks/bn_recal.py, Spearman with the ranking under 2000-image statistics, ResNet-20 / ResNet-56):
-    none 0.38 / 0.50, 250 images 0.975 / 0.947, 500 images 0.994 / 0.982 at a quarter of 2000's cost. 250
-    makes a search ~7% faster (docs/benchmarks.md), at that cost in fidelity."""
-    eval_batch: int = DEFAULT_BATCH_SIZE
-    levels: int = 2
-    latency_batch: int = 1
-    """batch size the latency budget is measured at (metric 'latency')"""
-    engine: str = "onnxruntime"
-    """where the latency budget is measured (metric 'latency'): 'onnxruntime' or 'torch' (eager)"""
-    latency_threads: int = 1
-    """intra-op threads of the engine the latency budget is measured with"""
-    latency_model: str = "table"
-    """the latency predictor: 'table' (per-layer table on the engine, `gnnrl.latency.TableModel`) or 'linear'
-    (the first version: c0 + MACs + activations fitted on eager PyTorch)"""
-    round_to: int = 1
-    """every pruned width is a multiple of this (or the layer's full width): the channel granularity that pays
-    on the engine (8 or 16 on ONNX Runtime's CPU kernels, `gnnrl.latency.channel_granularity`); 1: any width"""
-
-    def latency_engine(self) -> Engine:
-        """The engine a latency budget is measured on."""
-        return Engine(self.engine, self.latency_threads, self.latency_batch)
 
 
 def recalibrate_bn(module: nn.Module, images: torch.Tensor, batch_size: int = 128,
@@ -113,15 +68,7 @@ class DNNGraphEnv(gym.Env):
     def __init__(self, model: nn.Module | TracedModel, val: Split, config: EnvConfig = EnvConfig(),
                  recal: Split | None = None, latency: LatencyModel | None = None) -> None:
         super().__init__()
-        if config.metric not in METRICS:
-            raise GnnrlError(f"unknown budget metric {config.metric!r}; choose one of {', '.join(METRICS)}")
-        if not 0 < config.budget < 1:
-            raise GnnrlError(f"budget {config.budget} must be a fraction in (0, 1)")
-        if config.engine not in ENGINES or config.latency_model not in PREDICTORS:
-            raise GnnrlError(f"unknown engine {config.engine!r} or latency model {config.latency_model!r}; choose "
-                             f"one of {', '.join(ENGINES)} and {', '.join(PREDICTORS)}")
-        if not isinstance(config.round_to, int) or config.round_to < 1:
-            raise GnnrlError(f"round_to must be a positive integer (1: any width), not {config.round_to!r}")
+        config.validate()
         self.config = config
         self.val = val
         # uint8, normalised batch by batch when used: a quarter of the memory (294 → 74 MB for 500 ImageNet crops)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
+from .config import check_budget
 from .cost import Cost
 from .errors import GnnrlError
 from .groups import Analysis, analyze
@@ -260,8 +261,7 @@ def ratios_for_budget(graph: TracedModel, budget: float, profile: Mapping[int, f
 
     Bisection on the scale s of ratios min(s·profile, max_ratio); the result meets the budget (≤).
     """
-    if not 0.0 < budget <= 1.0:
-        raise PruneError(f"budget {budget} must be a fraction of the original MACs in (0, 1]")
+    check_budget(budget, error=PruneError)
     a = analyze(graph)
     groups = [g.id for g in a.groups if g.prunable]
     prof = {g: float(profile.get(g, 0.0)) if profile is not None else 1.0 for g in groups}
