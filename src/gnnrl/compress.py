@@ -32,10 +32,11 @@ import torch
 from torch import nn
 
 from ._version import __version__
+from .batchnorm import recalibrate_bn
 from .checkpoint import differences
 from .data import Cifar
 from .engines import budget_check, machine
-from .env import EnvConfig, allowed_removed, recalibrate_bn
+from .env import EnvConfig, allowed_removed
 from .errors import GnnrlError
 from .evaluate import evaluate
 from .export import compare_latency, export_onnx, memory

@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .batchnorm import recalibrate_bn
 from .config import METRICS, PREDICTORS, EnvConfig  # noqa: F401  (re-exported: gnnrl.env.EnvConfig)
 from .cost import Cost
-from .data import MEAN, STD, Split, normalize
+from .data import MEAN, STD, Split
 from .errors import GnnrlError
 from .evaluate import evaluate
 from .groups import analyze
@@ -36,28 +37,6 @@ from .hierarchy import Hierarchy, build_hierarchy
 from .latency import LatencyModel, TableModel, fit_latency_model, fit_table_model
 from .prune import PrunePlan, apply_plan, cost_after, original_cost, plan_from_removed, removal_orders
 from .trace import TracedModel, trace
-
-
-def recalibrate_bn(module: nn.Module, images: torch.Tensor, batch_size: int = 128,
-                   mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> None:
-    """Reset BatchNorm running statistics and re-estimate them (cumulative average) on `images` (normalised
-    float, or uint8 that is normalised with `mean`/`std` batch by batch)."""
-    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns or len(images) == 0:
-        return
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    was_training = module.training
-    module.train()
-    with torch.no_grad():
-        for i in range(0, len(images), batch_size):
-            x = images[i : i + batch_size]
-            module(normalize(x, mean, std) if x.dtype == torch.uint8 else x)
-    for m, mom in zip(bns, momenta, strict=True):
-        m.momentum = mom
-    module.train(was_training)
 
 
 class DNNGraphEnv(gym.Env):

@@ -1,8 +1,12 @@
-"""Drawing the hierarchical graph: the top level, and one instance of every motif type (matplotlib)."""
+"""Plots (matplotlib): the hierarchical graph (its top level and one instance of every motif type), and a
+search's rewards per episode."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from .files import atomic_write
 from .hierarchy import Hierarchy, SubGraph
@@ -82,3 +86,26 @@ def draw_hierarchy(h: Hierarchy, path: str | Path, title: str = "") -> Path:
     atomic_write(path, lambda p: fig.savefig(p, dpi=110, format=fmt))
     plt.close(fig)
     return path
+
+
+def plot_rewards(history: list[dict[str, Any]], path: Path, warmup: int, uniform: float) -> None:
+    """Validation top-1 per episode, best so far, the uniform baseline, and the warm-up phase shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["episode"] for r in history]
+    acc = [r["val_top1"] for r in history]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    if warmup:
+        ax.axvspan(0.5, min(warmup, max(ep)) + 0.5, color="0.92", label="warm-up (random actions)")
+    ax.plot(ep, acc, ".", color="tab:blue", alpha=0.6, label="episode")
+    ax.plot(ep, np.maximum.accumulate(acc), color="tab:red", label="best so far")
+    ax.axhline(uniform, color="tab:green", ls="--", label=f"uniform L1 ({uniform:.2f} %)")
+    ax.set_xlabel("episode")
+    ax.set_ylabel("validation top-1 before fine-tuning (%)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=100, format="png"))
+    plt.close(fig)

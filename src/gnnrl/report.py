@@ -281,7 +281,7 @@ def plot_finetune(history: list[dict[str, Any]], path: Path, original_val: float
 
 def write_report(run: str | Path) -> dict[str, Any]:
     """Write report.json, report.md and the plots of a run folder from its files; returns the report dict."""
-    from .search import plot_rewards
+    from .plot import plot_rewards
 
     run = Path(run)
     rep = collect(run)

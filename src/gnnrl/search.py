@@ -26,11 +26,12 @@ from .data import Cifar, Split
 from .env import DNNGraphEnv, fit_latency, removed_key, reward_of, uniform_removed
 from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
-from .files import atomic_write, lock_run_dir, torch_save, write_json, write_text
+from .files import lock_run_dir, torch_save, write_json, write_text
 from .identity import model_identity
 from .latency import LatencyModel, TableModel, engine_ratio, latency_from_dict, measured_ratio
 from .methods import LEARNING, METHODS, ONE_SHOT, Method, Rollout, make_method
 from .parallel import Evaluation, Evaluator, ParallelConfig, make_evaluator
+from .plot import plot_rewards
 from .progress import progress_bar
 from .prune import cost_after, original_cost
 from .trace import TracedModel, trace
@@ -391,29 +392,6 @@ def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: Sea
     write_text(out / "history.jsonl", "".join(json.dumps(rec) + "\n" for rec in state.history))
     if plot:  # matplotlib costs ~0.1 s: not every episode
         plot_rewards(state.history, out / "rewards.png", _warmup_of(config), 100 * uniform)
-
-
-def plot_rewards(history: list[dict[str, Any]], path: Path, warmup: int, uniform: float) -> None:
-    """Validation top-1 per episode, best so far, the uniform baseline, and the warm-up phase shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [r["episode"] for r in history]
-    acc = [r["val_top1"] for r in history]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    if warmup:
-        ax.axvspan(0.5, min(warmup, max(ep)) + 0.5, color="0.92", label="warm-up (random actions)")
-    ax.plot(ep, acc, ".", color="tab:blue", alpha=0.6, label="episode")
-    ax.plot(ep, np.maximum.accumulate(acc), color="tab:red", label="best so far")
-    ax.axhline(uniform, color="tab:green", ls="--", label=f"uniform L1 ({uniform:.2f} %)")
-    ax.set_xlabel("episode")
-    ax.set_ylabel("validation top-1 before fine-tuning (%)")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=100, format="png"))
-    plt.close(fig)
 
 
 def evaluate_policy(env: DNNGraphEnv, removed: list[int], split: Any) -> EvalResult:
