@@ -193,6 +193,40 @@ def test_subclasses_that_override_forward_are_checked_not_trusted() -> None:
     assert norm.running_mean.shape == (4,) and not torch.equal(norm.running_mean, before)
 
 
+class _SelectiveKernel(nn.Module):
+    """timm's selective-kernel block in small: two paths stacked, summed, and re-weighted per path by a softmax
+    over the path dimension; the head ends in a softmax and a spatial-attention mean over channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.p0 = nn.Sequential(nn.Conv2d(8, 12, 3, padding=1), nn.BatchNorm2d(12), nn.ReLU())
+        self.p1 = nn.Sequential(nn.Conv2d(8, 12, 5, padding=2), nn.BatchNorm2d(12), nn.ReLU())
+        self.reduce, self.select = nn.Conv2d(12, 4, 1), nn.Conv2d(4, 24, 1)
+        self.head = nn.Conv2d(12, 5, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        paths = torch.stack([self.p0(x), self.p1(x)], 1)
+        a = self.select(torch.relu(self.reduce(paths.sum(1).mean((2, 3), keepdim=True))))
+        b, c, h, w = a.shape
+        a = torch.softmax(a.view(b, 2, c // 2, h, w), dim=1)
+        return torch.softmax(self.head((paths * a).sum(1)), 1) + x.mean(1, keepdim=True)
+
+
+def test_split_attention_couples_its_paths_and_prunes_exactly() -> None:
+    """A sum and a softmax over a dimension that holds channels while the result still does (the paths) make
+    those channels one unit; reducing or normalising over the only channel dimension pins, with the reason."""
+    groups = channel_groups(trace(_SelectiveKernel().eval(), torch.randn(1, 3, 8, 8)))
+    by_member = {m: g for g in groups for m in g.members}
+    assert by_member["p0.0"] is by_member["p1.0"] is by_member["select"] and by_member["p0.0"].prunable
+    assert by_member["p0.0"].size == 12  # channel c of both paths and both of its path weights: one unit
+    assert not by_member["stem"].prunable and "mean reduces across channels" in by_member["stem"].reason
+    assert not by_member["head"].prunable and "softmax normalises across channels" in by_member["head"].reason
+    for seed in range(3):
+        check_exact(_SelectiveKernel(), side=8, seed=seed)
+
+
 def test_group_norm_loses_whole_groups() -> None:
     model = _randomise(GroupNormNet()).eval()
     graph = trace(model, torch.randn(1, 3, 16, 16))

@@ -15,7 +15,6 @@ from timm_zoo import FAMILIES, _gnnrl  # noqa: E402  (the benchmark's list and c
 
 # Families that do not prune yet, with the reason `gnnrl info` gives (docs/benchmarks.md, "timm zoo").
 KNOWN_GAPS: dict[str, str] = {
-    "skresnet18": "selective-kernel attention splits and sums across a path dimension: pinned",
     "convnextv2_atto": "LayerNorm2d and GlobalResponseNorm normalise across channels: pinned",
 }
 

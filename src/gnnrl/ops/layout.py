@@ -6,10 +6,9 @@ import operator
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
-from .idmap import Ids, raw, tensors, varies, wrap
+from .idmap import Ids, raw, varies, wrap
 from .registry import Call, ChannelPass, register_op
 
 
@@ -143,11 +142,6 @@ def queries(p: ChannelPass, call: Call) -> Any:
     return call.node.meta.get("value")
 
 
-def mixes(p: ChannelPass, call: Call) -> Any:
-    """An op known to mix channels (softmax over C…): they are kept whole."""
-    return p.opaque(call, tensors((call.args, call.kwargs)), f"{call.what} mixes channels")
-
-
 register_op(nn.Flatten, torch.flatten, ".flatten", torch.transpose, ".transpose", torch.permute, ".permute",
             ".squeeze", ".unsqueeze", name="layout", channels=moves, label="reshape")
 register_op(torch.cat, torch.concat, torch.stack, name="concat", channels=moves, label="concat")
@@ -158,4 +152,3 @@ register_op(torch.chunk, ".chunk", name="chunk", channels=chunks, label="reshape
 register_op(torch.split, ".split", name="split", channels=splits, label="reshape")
 register_op(operator.getitem, name="getitem", channels=indexes, label="reshape")
 register_op(".size", ".dim", ".numel", getattr, name="query", channels=queries)
-register_op(F.softmax, name="softmax", channels=mixes)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .idmap import Ids, broadcast, vector
+from .idmap import Ids, broadcast, varies, vector
 from .registry import Call, ChannelPass, Label, register_op
 
 
@@ -22,17 +22,41 @@ def per_channel(p: ChannelPass, call: Call) -> Any:
 
 
 def reduces(p: ChannelPass, call: Call) -> Any:
-    """mean/sum/amax over dims: fine over spatial dims; reducing across channels pins them."""
+    """mean/sum/amax over dims: fine over spatial dims. Over a dim that holds channels *while the result still
+    holds channels* (the paths of a selective-kernel block, stacked then summed: `torch.stack(paths, 1).sum(1)`),
+    it is an element-wise op across the slices, and the channels it combines become one unit, as for an add.
+    Reducing away every channel (a spatial-attention map's `x.mean(1)`) pins them."""
     args, kwargs = call.args, call.kwargs
     x = args[0].t
     dims = args[1] if len(args) > 1 else kwargs.get("dim")
     dims = tuple(range(x.dim())) if dims is None else (dims if isinstance(dims, (list, tuple)) else (dims,))
+    reduced = sorted({d % x.dim() for d in dims}, reverse=True)
     lo, hi = x, x
-    for d in sorted((d % x.dim() for d in dims), reverse=True):
+    for d in reduced:
         lo, hi = lo.amin(d, keepdim=True), hi.amax(d, keepdim=True)
-    if not torch.equal(lo, hi):
+    if torch.equal(lo, hi):
+        return Ids(lo.reshape(call.node.meta["shape"]))
+    if bool((x < 0).any()) or not any(varies(lo, d) for d in range(lo.dim())):
         return p.opaque(call, [x], f"{call.what} reduces across channels")
-    return Ids(lo.reshape(call.node.meta["shape"]))
+    p.union(x.numpy(), lo.expand(x.shape).numpy())  # each result element: the channels it combines, as one unit
+    if call.op.name == "sum":
+        p.mark_summed([x.narrow(reduced[0], k, 1) for k in range(x.shape[reduced[0]])])
+    return Ids(lo.reshape(call.node.meta["shape"]).contiguous())
+
+
+def normalises_along(p: ChannelPass, call: Call) -> Any:
+    """softmax / log_softmax along a dim: every element depends on all the elements along it. Along a dim that holds
+    channels while others still do (the path weights of a selective-kernel block), those channels become one
+    unit; along the only channel dim (a softmax over channels) they are pinned."""
+    x = call.args[0].t
+    dim = call.args[1] if len(call.args) > 1 else call.kwargs.get("dim")
+    if dim is None or not varies(x, dim % x.dim()):
+        return call.args[0]  # along a spatial dim: the channels pass through
+    lo = x.amin(dim % x.dim(), keepdim=True)
+    if bool((x < 0).any()) or not any(varies(lo, d) for d in range(lo.dim())):
+        return p.opaque(call, [x], f"{call.what} normalises across channels")
+    p.union(x.numpy(), lo.expand(x.shape).numpy())
+    return Ids(lo.expand(x.shape).contiguous())
 
 
 def _first(v: object) -> int:
@@ -63,3 +87,5 @@ register_op(nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, F.inte
             channels=per_channel)
 register_op(torch.mean, ".mean", name="mean", channels=reduces, label="global_pool")
 register_op(torch.sum, ".sum", torch.amax, ".amax", name="sum", channels=reduces)
+register_op(torch.softmax, F.softmax, ".softmax", torch.log_softmax, F.log_softmax, ".log_softmax", name="softmax",
+            channels=normalises_along, label="act_other")
