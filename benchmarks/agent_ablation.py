@@ -16,9 +16,8 @@ import dataclasses
 import json
 import statistics
 import time
-from pathlib import Path
 
-from eval_speed import write_section
+from kit import ROOT, write_section
 
 import gnnrl
 from gnnrl.agent import DDPGConfig
@@ -26,8 +25,6 @@ from gnnrl.data import load_cifar
 from gnnrl.evaluate import use_all_cores
 from gnnrl.paths import default_weights
 from gnnrl.search import SearchConfig, search
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_variant(text: str) -> dict[str, int | float | str]:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
-from eval_speed import write_section
+from kit import ROOT, write_section
 
 import gnnrl
 from gnnrl.data import load_cifar
@@ -25,7 +24,6 @@ from gnnrl.paths import default_weights
 from gnnrl.prune import apply_plan
 from gnnrl.search import SearchConfig, make_env
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZES = (0, 250, 500, 1000, 2000)
 
 

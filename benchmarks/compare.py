@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from eval_speed import write_section
+from kit import ROOT, write_section
 
 import gnnrl
 from gnnrl.agent import DDPGConfig
@@ -38,8 +38,6 @@ from gnnrl.methods import METHODS, ONE_SHOT
 from gnnrl.paths import default_weights
 from gnnrl.policy import apply_policy, read_policy
 from gnnrl.search import LEGACY, SearchConfig, evaluate_policy, make_env, search, settings_read
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

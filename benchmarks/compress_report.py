@@ -10,11 +10,9 @@ import json
 import shutil
 from pathlib import Path
 
-from eval_speed import write_section
+from kit import ROOT, write_section
 
 from gnnrl.report import write_report
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from kit import ROOT
 
 
 def measure(model_name: str) -> dict[str, float]:
@@ -107,7 +107,7 @@ def main() -> None:
     if not args.against:
         print(json.dumps(run_in(ROOT / "src", args.model), indent=1))
         return
-    from eval_speed import write_section
+    from kit import write_section
 
     found = subprocess.run(["git", "rev-parse", "--short", "--verify", "--quiet", f"{args.against}^{{commit}}"],
                            cwd=ROOT, capture_output=True, text=True)

@@ -13,16 +13,17 @@ import argparse
 import json
 import platform
 import time
-from pathlib import Path
 
 import torch
+from kit import (
+    ROOT,
+    write_section,
+)
 
 import gnnrl
 from gnnrl.data import load_cifar
 from gnnrl.evaluate import available_cores, inference_copy, use_all_cores
 from gnnrl.paths import default_weights
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bs: int) -> tuple[float, int]:
@@ -78,20 +79,6 @@ def main() -> None:
                      f"{result['speedup_vs_plain_bs128'][k]:.2f}× |")
     write_section("Evaluation speed", "\n".join(lines) + "\n")
     print("\n".join(lines))
-
-
-def write_section(title: str, body: str) -> None:
-    """Replace (or append) the `## title…` section of docs/benchmarks.md."""
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n\nEach section is written by the script it names.\n"
-    parts = text.split("\n## ")
-
-    def same(part: str) -> bool:  # the title itself, or it followed by a result (": …", " (…)"), not a longer name
-        head = part.split("\n", 1)[0]
-        return head == title or head.startswith((title + ":", title + " "))
-
-    kept = [parts[0]] + [p for p in parts[1:] if not same(p)]
-    doc.write_text("\n## ".join(kept).rstrip() + "\n\n" + body)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 import torch
-from eval_speed import write_section
+from kit import ROOT, write_section
 
 import gnnrl
 from gnnrl.env import recalibrate_bn
@@ -27,8 +27,6 @@ from gnnrl.files import write_json
 from gnnrl.finetune import finetune, finetune_config
 from gnnrl.paths import default_weights
 from gnnrl.policy import apply_policy, read_policy
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(args: argparse.Namespace) -> None:

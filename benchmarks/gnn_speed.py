@@ -10,19 +10,16 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from eval_speed import write_section
+from kit import ROOT, write_section
 
 import gnnrl
 from gnnrl.evaluate import use_all_cores
 from gnnrl.gnn import MultiStageEncoder
 from gnnrl.hierarchy import build_hierarchy
 from gnnrl.prune import make_plan
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def median_ms(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]

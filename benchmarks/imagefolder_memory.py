@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
+from kit import ROOT
 
 
 def make_tree(root: Path, classes: int, train: int, val: int, seed: int) -> dict[str, Any]:
@@ -98,7 +97,7 @@ def main() -> None:
 def write_doc(r: dict[str, Any]) -> None:
     """The "Streamed ImageFolder" section of docs/benchmarks.md."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from eval_speed import write_section
+    from kit import write_section
 
     lines = ["## Streamed ImageFolder (generated ImageNet-layout data)", "",
              "Written by `python benchmarks/imagefolder_memory.py` (benchmarks/results/imagefolder_memory.json): "

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from eval_speed import write_section
+from kit import ROOT, write_section
 
 import gnnrl
 from gnnrl.agent import DDPGConfig
@@ -37,8 +37,6 @@ from gnnrl.latency import channel_granularity, engine_ratio, fit_table_model, la
 from gnnrl.paths import default_weights
 from gnnrl.policy import apply_policy, read_policy
 from gnnrl.search import SearchConfig, evaluate_policy, make_env, search
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse() -> argparse.Namespace:

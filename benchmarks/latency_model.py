@@ -12,18 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from eval_speed import write_section
+from kit import ROOT, write_section
 
 import gnnrl
 from gnnrl.env import DNNGraphEnv, EnvConfig
 from gnnrl.evaluate import use_all_cores
 from gnnrl.latency import fit_latency_model, measured_ratio
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from eval_speed import write_section
+from kit import ROOT, write_section
 
 import gnnrl
 from gnnrl.engines import Engine, cpu_model, engine_version
@@ -30,8 +29,6 @@ from gnnrl.groups import analyze
 from gnnrl.latency import channel_granularity, engine_ratio, fit_latency_model, fit_table_model
 from gnnrl.paths import default_weights
 from gnnrl.prune import cost_after, make_plan, original_cost
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

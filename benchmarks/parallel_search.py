@@ -24,12 +24,11 @@ import json
 import statistics
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import torch
+from kit import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TIMINGS = {"seconds", "agent_s", "build_s", "recal_s", "eval_s", "round_eval_s", "worker"}
 
 
@@ -138,7 +137,7 @@ def write_doc(result: dict[str, Any]) -> None:
     import sys
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from eval_speed import write_section
+    from kit import write_section
 
     runs = result["runs"]
     ref = runs[0]["wall_s"]

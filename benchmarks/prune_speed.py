@@ -12,16 +12,13 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
-from eval_speed import write_section
+from kit import ROOT, write_section
 
 import gnnrl
 from gnnrl.evaluate import inference_copy, use_all_cores
 from gnnrl.prune import cost_after, original_cost, prune, ratios_for_budget
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def per_call_ms(fn, repeats: int) -> list[float]:  # type: ignore[no-untyped-def]

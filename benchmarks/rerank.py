@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 from compare import ROOT, ms
-from eval_speed import write_section
+from kit import write_section
 
 import gnnrl
 from gnnrl.files import write_json

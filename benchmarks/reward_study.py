@@ -25,16 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from kit import ROOT
 
 
 def pick(history: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
@@ -104,7 +101,7 @@ def measure(args: argparse.Namespace, i: int, episode: dict[str, Any], folder: P
 def report(args: argparse.Namespace, chosen: list[dict[str, Any]], folder: Path) -> None:
     """Gather the finished policies, correlate each reward with the final accuracy, write JSON and docs."""
     from compare import spearman
-    from eval_speed import write_section
+    from kit import write_section
 
     rows = [json.loads((folder / f"p{i:02d}" / "result.json").read_text()) for i in range(len(chosen))
             if (folder / f"p{i:02d}" / "result.json").is_file()]

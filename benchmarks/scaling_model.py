@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from kit import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 WORKERS = (1, 8, 64)
 
 
@@ -154,7 +154,7 @@ def _hours(s: float) -> str:
 def write_doc(r: dict[str, Any]) -> None:
     """The "Scaling model" section of docs/benchmarks.md."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from eval_speed import write_section
+    from kit import write_section
 
     c56, cvgg = r["resnet56_cifar10"]["components"], r["vgg16_bn_imagenet"]["components"]
     lines = ["## Scaling model (parallel evaluation workers)", "",

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from eval_speed import write_section
+from kit import ROOT, write_section
 
 import gnnrl
 from gnnrl.data import load_cifar
@@ -26,8 +26,6 @@ from gnnrl.evaluate import use_all_cores
 from gnnrl.paths import default_weights
 from gnnrl.prune import original_cost
 from gnnrl.search import SearchConfig, evaluate_policy, make_env
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -25,7 +25,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from kit import ROOT
+
 sys.path.insert(0, str(ROOT / "tests"))
 
 # One small member per family (a family: a distinct block design in timm's model zoo).
@@ -169,7 +170,7 @@ def main() -> None:
             tmp = out.with_suffix(".tmp")  # after every model: a killed update keeps what it finished
             tmp.write_text(json.dumps(saved, indent=2) + "\n")
             tmp.replace(out)
-        from eval_speed import write_section
+        from kit import write_section
 
         write_section("timm zoo", markdown(saved["rows"], argparse.Namespace(side=saved["side"])))
         return
@@ -182,7 +183,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     if args.models == FAMILIES:  # the whole list: the committed result; a few --models only print
         import timm
-        from eval_speed import write_section
+        from kit import write_section
 
         out.write_text(json.dumps({"side": args.side, "timm": timm.__version__, "rows": rows}, indent=2) + "\n")
         write_section("timm zoo", markdown(rows, args))

@@ -1,0 +1,29 @@
+"""The benchmarks' shared kit: a doc section is replaced by its exact title, never one with a longer name."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import kit  # noqa: E402  (benchmarks/ is not a package: scripts import it by path too)
+
+
+def test_write_section_replaces_only_its_own_title(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nintro\n\n## Search r56-180: 86.1 %\n\nold\n\n## Search r56-180-recal250\n\nkeep\n")
+    kit.write_section("Search r56-180", "## Search r56-180: 86.4 %\n\nnew\n", doc)
+    text = doc.read_text()
+    assert "old" not in text and "new" in text and "## Search r56-180-recal250\n\nkeep" in text
+    assert text.startswith("# Benchmarks\n\nintro")
+    kit.write_section("Other", "## Other\n\nx\n", doc)
+    assert doc.read_text().endswith("## Other\n\nx\n") and "new" in doc.read_text()
+
+
+def test_write_result_is_whole_json(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(kit, "RESULTS", tmp_path)
+    path = kit.write_result("r.json", {"a": [1, 2]})
+    assert json.loads(path.read_text()) == {"a": [1, 2]} and [p.name for p in tmp_path.iterdir()] == ["r.json"]
