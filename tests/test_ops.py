@@ -227,6 +227,59 @@ def test_split_attention_couples_its_paths_and_prunes_exactly() -> None:
         check_exact(_SelectiveKernel(), side=8, seed=seed)
 
 
+class _FunctionalBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, groups: int = 1) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin // groups, 3, 3) * 0.2)
+        self.bias = nn.Parameter(torch.randn(cout) * 0.1)
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(F.conv2d(x, self.weight, self.bias, padding=1, groups=self.groups))
+
+
+class _FunctionalNet(nn.Module):
+    """Convs and a linear written functionally from the model's own parameters (and a blur from a buffer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w0 = nn.Parameter(torch.randn(8, 3, 3, 3) * 0.3)
+        self.block, self.dw = _FunctionalBlock(8, 12), _FunctionalBlock(12, 12, groups=12)
+        self.register_buffer("blur", torch.full((12, 1, 3, 3), 1 / 9))
+        self.fc_w, self.fc_b = nn.Parameter(torch.randn(5, 12) * 0.3), nn.Parameter(torch.zeros(5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(F.conv2d(x, self.w0, stride=1, padding=1))
+        x = F.conv2d(self.dw(self.block(x)), self.blur, padding=1, groups=12)
+        return F.linear(x.mean((2, 3)), self.fc_w, self.fc_b)
+
+
+def test_functional_layers_reading_parameters_are_cut_like_modules(tmp_path: Path) -> None:
+    """F.conv2d / F.linear on the model's own parameters prune exactly (depthwise included); a conv on a buffer
+    stays a function (counted, pinned); the user's model keeps its parameters; the cut network saves, reloads on
+    a fresh instance and exports."""
+    torch.manual_seed(0)
+    model = _FunctionalNet().eval()
+    names = [n for n, _ in model.named_parameters()]
+    x = torch.randn(2, 3, 8, 8)
+    graph = trace(model, x)
+    assert [n for n, _ in model.named_parameters()] == names  # the user's model is untouched
+    assert torch.equal(graph.module(x), model(x))
+    groups = {g.members: g for g in channel_groups(graph)}
+    assert groups[("w0_conv",)].prunable and not groups[("block_weight_conv", "dw_weight_conv")].prunable
+    assert "conv2d" in groups[("block_weight_conv", "dw_weight_conv")].reason  # the blur on a buffer pins
+    assert [n.target.__name__ for n in graph.nodes if n.meta.get("uncosted")] == ["conv2d"]
+    for seed in range(3):
+        check_exact(_FunctionalNet(), side=8, seed=seed)
+    pruned = gnnrl.prune(graph, ratios=0.4)
+    assert pruned.module.get_submodule("w0_conv").out_channels == 5
+    gnnrl.save(pruned, tmp_path / "f.safetensors")
+    again = gnnrl.load(tmp_path / "f.safetensors", model=_FunctionalNet())
+    with torch.no_grad():
+        assert torch.equal(again.eval()(x), pruned.module.eval()(x))
+    assert export_onnx(pruned.module, tmp_path / "f.onnx", x).max_abs_diff < 1e-5
+
+
 def test_group_norm_loses_whole_groups() -> None:
     model = _randomise(GroupNormNet()).eval()
     graph = trace(model, torch.randn(1, 3, 16, 16))

@@ -22,6 +22,7 @@ from torch import fx, nn
 
 from .cost import Cost
 from .errors import GnnrlError
+from .functional import modules_for_functional_layers
 from .ops import module_op
 
 # Modules kept whole by the tracer beyond torch.nn's own. Their channels are pinned by the grouping pass.
@@ -107,7 +108,8 @@ def trace(
 
     A submodule whose forward torch.fx cannot trace (Python control flow on a tensor or a shape) is kept whole,
     with a warning: it runs as it is, is costed by what PyTorch counts, and its channels are pinned with the
-    reason (`TracedModel.untraced`). Only a failure in the model's own forward raises `TraceError`.
+    reason (`TracedModel.untraced`). Only a failure in the model's own forward raises `TraceError`. A functional
+    conv or linear reading the model's own parameters becomes a module (`gnnrl.functional`), and so is cut.
     """
     tracer, untraced = _trace_keeping_untraceable(model, [*LEAF_MODULES, *leaf_modules],
                                                   [*AUTOWRAP_FUNCTIONS, *autowrap_functions])
@@ -116,6 +118,7 @@ def trace(
     for attr in ("gnnrl_spec", "gnnrl_lineage"):  # how the model was built / pruned: save and re-prune need it
         if hasattr(model, attr):
             setattr(gm, attr, getattr(model, attr))
+    modules_for_functional_layers(gm)  # F.conv2d(x, self.weight) → a conv module holding that parameter
     # Batch 1: shapes and per-sample MACs are what the later passes need, and id maps stay small.
     example = example_input[:1]
     # The graph module shares its submodules with `model`: a shape pass in train mode would move BatchNorm
