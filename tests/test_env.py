@@ -90,3 +90,21 @@ def test_reward_is_minus_the_validation_error(small) -> None:  # type: ignore[no
     assert done
     pruned = apply_plan(env.graph, env.plan_for(env.removed))
     assert reward == pytest.approx(evaluate(pruned, val).top1 / 100 - 1)
+
+
+def test_deferred_evaluation_keeps_the_gymnasium_contract(small) -> None:  # type: ignore[no-untyped-def]
+    """While evaluation is deferred, the last step's reward is a finite 0.0 marked pending (never NaN), the
+    policy is collected, and once it is evaluated the same episode gets its real reward from the cache."""
+    val, _ = small
+    env = DNNGraphEnv(create("resnet20"), val, EnvConfig(bn_recal=0))
+    env.defer_evaluation(True)
+    env.reset()
+    _, reward, done, _, info = env.step(np.ones(env.action_space.shape[0]))
+    assert done and reward == 0.0 and info["pending"] and "accuracy" not in info
+    collected = env.defer_evaluation(False)
+    assert len(collected) == 1 and np.array_equal(collected[0], info["removed"])
+    _, finished = env.finish(collected[0])
+    assert "pending" not in finished and 0 < finished["accuracy"] <= 1
+    env.reset()
+    _, again, _, _, info = env.step(np.ones(env.action_space.shape[0]))  # the same policy: from the cache
+    assert again == pytest.approx(finished["accuracy"] - 1) and "pending" not in info

@@ -202,9 +202,11 @@ class DNNGraphEnv(gym.Env):
         return {g: float(r / n) for g, r, n in zip(self.group_ids, self.removed, self.sizes, strict=True)}
 
     def defer_evaluation(self, on: bool = True) -> list[np.ndarray]:
-        """Switch deferred evaluation on (or off): uncached evaluations then return NaN and are collected, so
-        that a round of episodes can be played first and its policies evaluated together (e.g. in parallel, see
-        `gnnrl.parallel`); returns the policies collected so far, which the caller evaluates into `cache`."""
+        """Switch deferred evaluation on (or off): an uncached evaluation is then collected instead of run, so that
+        a round of episodes can be played first and its policies evaluated together (e.g. in parallel, see
+        `gnnrl.parallel`); returns the policies collected so far, which the caller evaluates into `cache`. While
+        deferred, an episode's last step returns reward 0.0 with ``info["pending"] = True`` and no accuracy: the
+        caller completes it from the cache (never a NaN reward)."""
         collected = self.deferred or []
         self.deferred = [] if on else None
         return collected
@@ -214,14 +216,14 @@ class DNNGraphEnv(gym.Env):
         if self.recal_images is not None:
             recalibrate_bn(module, self.recal_images.to(self.device), mean=self.recal_norm[0], std=self.recal_norm[1])
 
-    def evaluate_removed(self, removed: np.ndarray) -> float:
-        """Validation top-1 (fraction) of the network with `removed` channels per group (cached; NaN while
-        deferred and not cached)."""
+    def evaluate_removed(self, removed: np.ndarray) -> float | None:
+        """Validation top-1 (fraction) of the network with `removed` channels per group (cached; None while
+        deferred and not cached: see `defer_evaluation`)."""
         key = removed_key(removed)
         self.timing = {"build_s": 0.0, "recal_s": 0.0, "eval_s": 0.0}
         if key not in self.cache and self.deferred is not None:
             self.deferred.append(np.asarray(removed, dtype=np.int64).copy())
-            return float("nan")
+            return None
         if key not in self.cache:
             t0 = time.perf_counter()
             module = apply_plan(self.graph, self.plan_for(removed)).to(self.device)
@@ -239,7 +241,7 @@ class DNNGraphEnv(gym.Env):
         self.removed = np.asarray(removed, dtype=np.int64).copy()
         self.t += 1
         accuracy = self.evaluate_removed(self.removed)
-        return reward_of(accuracy), self._info(accuracy)
+        return (reward_of(accuracy) if accuracy is not None else 0.0), self._info(accuracy, pending=accuracy is None)
 
     # -- gymnasium API -----------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -264,9 +266,10 @@ class DNNGraphEnv(gym.Env):
         accuracy = self.evaluate_removed(self.removed) if terminated else None
         reward = reward_of(accuracy) if accuracy is not None else 0.0
         obs = self.hierarchy.comp.edge_features(plan.keep).numpy()
-        return obs, float(reward), bool(terminated), False, self._info(accuracy, cost)
+        return obs, float(reward), bool(terminated), False, self._info(accuracy, cost,
+                                                                        pending=terminated and accuracy is None)
 
-    def _info(self, accuracy: float | None, cost: Cost | None = None) -> dict[str, Any]:
+    def _info(self, accuracy: float | None, cost: Cost | None = None, pending: bool = False) -> dict[str, Any]:
         if cost is None:
             cost = cost_after(self.graph, self.plan_for(self.removed))
         base = original_cost(self.graph)
@@ -278,6 +281,8 @@ class DNNGraphEnv(gym.Env):
             info.update(latency_s=seconds, latency_ratio=seconds / self.base)
         if accuracy is not None:
             info["accuracy"] = accuracy
+        if pending:  # the episode ended while evaluation is deferred: its reward is given later, from the cache
+            info["pending"] = True
         return info
 
 

@@ -309,6 +309,7 @@ def _evaluate_into_cache(env: DNNGraphEnv, evaluator: Evaluator, policies: list[
 
 def _complete(roll: Rollout, accuracy: float) -> None:
     """Give a rollout played with deferred evaluation its accuracy and reward (−error, eq. 8)."""
+    roll.info.pop("pending", None)
     roll.info["accuracy"] = accuracy
     roll.reward = reward_of(accuracy)
 
