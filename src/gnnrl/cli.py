@@ -595,6 +595,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all usable cores)")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_eval_parser, _train_parser, _info_parser, _graph_parser, _search_parser, _prune_parser,
+                _finetune_parser, _compress_parser, _export_parser, _report_parser, _models_parser):
+        add(sub)
+    return parser
+
+
+def _add_run_folder_args(p: argparse.ArgumentParser, resume: str = "continue a killed run from OUT/checkpoint.pt",
+                         overwrite: str = "start over in a folder that holds a run") -> None:
+    """--resume, --overwrite and --quiet: what every command that writes a run folder takes."""
+    p.add_argument("--resume", action="store_true", help=resume)
+    p.add_argument("--overwrite", action="store_true", help=overwrite)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _eval_parser(sub: Any) -> None:
+    """`gnnrl eval`."""
 
     p = sub.add_parser("eval", help="top-1 accuracy, MACs and params of models on a CIFAR split")
     p.add_argument("--model", nargs="+", required=True, help="zoo or torchvision model name(s), e.g. resnet56")
@@ -608,6 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights_args(p)
     p.set_defaults(func=cmd_eval)
 
+
+def _train_parser(sub: Any) -> None:
+    """`gnnrl train`."""
     p = sub.add_parser("train", help="train a zoo model from scratch on CIFAR (CPU, or GPU when present)")
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True, help="run folder: checkpoint, final weights, metrics")
@@ -618,12 +637,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subset", type=int, help="train on only this many (class-balanced) images: a smoke run")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--overwrite", action="store_true", help="start over in a folder that holds a run")
-    p.add_argument("--quiet", action="store_true")
+    _add_run_folder_args(p, resume="continue from OUT/checkpoint.pt")
     _add_data_args(p, val_from="train")
     p.set_defaults(func=cmd_train)
 
+
+def _info_parser(sub: Any) -> None:
+    """`gnnrl info`."""
     p = sub.add_parser("info", help="channel groups of a model: what can be pruned, and why not")
     p.add_argument("pruned", nargs="?", help="a pruned .safetensors file (from gnnrl prune / compress / gnnrl.save) "
                    "instead of --model")
@@ -633,6 +653,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the groups to this JSON file")
     p.set_defaults(func=cmd_info)
 
+
+def _graph_parser(sub: Any) -> None:
+    """`gnnrl graph`."""
     p = sub.add_parser("graph", help="hierarchical computational graph: motif types, counts and a drawing")
     p.add_argument("--model", required=True)
     p.add_argument("--num-classes", type=int, default=10)
@@ -641,17 +664,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="draw the levels to this image file (.png, .svg, .pdf)")
     p.set_defaults(func=cmd_graph)
 
+
+def _search_parser(sub: Any) -> None:
+    """`gnnrl search`."""
     p = sub.add_parser("search", help="GNN-RL search of a per-group pruning policy under a MACs/params/latency "
                        "budget")
     _add_model_args(p)
     _add_search_args(p)
     p.add_argument("--out", required=True, help="run folder: policy.json, history.jsonl, rewards.png, checkpoint")
-    p.add_argument("--resume", action="store_true", help="continue a killed run from OUT/checkpoint.pt")
-    p.add_argument("--overwrite", action="store_true", help="start over in a folder that holds a run")
-    p.add_argument("--quiet", action="store_true")
+    _add_run_folder_args(p)
     _add_data_args(p)
     p.set_defaults(func=cmd_search)
 
+
+def _prune_parser(sub: Any) -> None:
+    """`gnnrl prune`."""
     p = sub.add_parser("prune", help="apply a searched policy (or a uniform ratio) and save the smaller model")
     _add_model_args(p)
     how = p.add_mutually_exclusive_group(required=True)
@@ -668,6 +695,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_prune)
 
+
+def _finetune_parser(sub: Any) -> None:
+    """`gnnrl finetune`."""
     p = sub.add_parser("finetune", help="fine-tune a pruned model (distilled from the original); torchrun-ready")
     p.add_argument("--pruned", required=True, help="a pruned model file from `gnnrl prune` / `gnnrl compress`")
     p.add_argument("--out", required=True, help="run folder: checkpoint, history.jsonl, best/last weights")
@@ -675,13 +705,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-weights", help="weights of the unpruned model (default: the shared checkpoint)")
     p.add_argument("--subset", type=int, help="train on only this many (class-balanced) images: a smoke run")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue a killed run from OUT/checkpoint.pt")
-    p.add_argument("--overwrite", action="store_true", help="start over in a folder that holds a run")
-    p.add_argument("--quiet", action="store_true")
+    _add_run_folder_args(p)
     _add_data_args(p)
     _add_weights_args(p)
     p.set_defaults(func=cmd_finetune)
 
+
+def _compress_parser(sub: Any) -> None:
+    """`gnnrl compress`."""
     p = sub.add_parser("compress", help="the whole job: search → prune → fine-tune → evaluate → export → report")
     _add_model_args(p)
     _add_search_args(p, episodes=None)
@@ -697,13 +728,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch sizes the original and pruned networks are timed at (default: 1 256; use smaller "
                    "ones for 224-pixel images on a CPU)")
     p.add_argument("--out", required=True, help="run folder (see `gnnrl compress --help` and the README)")
-    p.add_argument("--resume", action="store_true", help="continue a killed run from the stage it reached")
-    p.add_argument("--overwrite", action="store_true", help="delete what --out holds and start over")
+    _add_run_folder_args(p, resume="continue a killed run from the stage it reached",
+                         overwrite="delete what --out holds and start over")
     p.add_argument("--json", action="store_true", help="no progress output; print report.json to stdout")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_data_args(p)
     p.set_defaults(func=cmd_compress)
 
+
+def _export_parser(sub: Any) -> None:
+    """`gnnrl export`."""
     p = sub.add_parser("export", help="write a pruned model file to ONNX (checked with onnxruntime)")
     p.add_argument("pruned", help="a .safetensors file from gnnrl prune / compress / gnnrl.save")
     p.add_argument("--out", required=True, help="the .onnx file to write")
@@ -711,14 +744,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_export)
 
+
+def _report_parser(sub: Any) -> None:
+    """`gnnrl report`."""
     p = sub.add_parser("report", help="rebuild report.md/json and the plots of a compress run from its files")
     p.add_argument("run", help="the run folder")
     p.add_argument("--json", action="store_true", help="print report.json to stdout instead of the table")
     p.set_defaults(func=cmd_report)
 
+
+def _models_parser(sub: Any) -> None:
+    """`gnnrl models`."""
     p = sub.add_parser("models", help="list model names")
     p.set_defaults(func=cmd_models)
-    return parser
 
 
 _default_showwarning = warnings.showwarning
