@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import load_for_resume
-from .data import Cifar
+from .data import Cifar, Split
 from .errors import GnnrlError
 from .evaluate import available_cores, default_device, evaluate, inference_copy
 from .files import lock_run_dir, torch_save, write_json, write_text
@@ -150,6 +151,57 @@ def train(
     `teacher` (with `config.kd_weight` > 0) distils its logits into the model. `on_epoch_end(metrics)` is called
     after each epoch's checkpoint; returning True stops training there (tests use it to simulate a kill).
     """
+    run = _setup(model, data, config, out_dir, resume, device, teacher, overwrite)
+    t0 = time.perf_counter()
+    bar = progress_bar(progress and run.dist.main, counts=True)
+    task = bar.add_task("fine-tune" if run.teacher is not None else "train", total=config.epochs * run.steps,
+                        completed=run.start_epoch * run.steps, info="")
+    with bar:
+        for epoch in range(run.start_epoch, config.epochs):
+            epoch_loss = _train_epoch(run, model, config, epoch, lambda info, advance: bar.update(
+                task, advance=advance, **({"info": info} if info else {})))
+            record = {"epoch": epoch + 1, "train/loss": epoch_loss, "lr": run.sched.get_last_lr()[0],
+                      "seconds": time.perf_counter() - t0}
+            if run.dist.main:  # the other ranks wait at the barrier below instead of evaluating the same images
+                record["val/top1"] = evaluate(model, run.val, device=run.device).top1
+            record = _broadcast(record, run.dist)
+            run.history.append(record)
+            improved = record["val/top1"] > run.best["val/top1"]
+            if improved:
+                run.best = {"val/top1": record["val/top1"], "epoch": epoch + 1}
+            bar.console.log(f"epoch {epoch + 1}: train/loss {epoch_loss:.4f}  val/top1 {record['val/top1']:.2f} %"
+                            + ("  (best)" if improved else ""))
+            _checkpoint(run, model, config, epoch, improved)
+            _barrier(run.dist)
+            if on_epoch_end is not None and on_epoch_end(run.history[-1]):
+                break
+    return _finish(run, model, data, config, time.perf_counter() - t0)
+
+
+@dataclass
+class _Run:
+    """What one `train` call sets up and its epochs update."""
+
+    device: torch.device
+    dist: Any
+    train: Split
+    val: Split
+    steps: int
+    opt: torch.optim.Optimizer
+    sched: Any
+    runner: nn.Module
+    teacher: nn.Module | None
+    out: Path | None
+    ckpt_path: Path | None
+    identity: dict[str, Any]
+    start_epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, float] = field(default_factory=lambda: {"val/top1": -1.0, "epoch": 0})
+
+
+def _setup(model: nn.Module, data: Cifar, config: TrainConfig, out_dir: str | Path | None, resume: bool,
+           device: torch.device | str | None, teacher: nn.Module | None, overwrite: bool) -> _Run:
+    """Check the settings, the splits, optimiser and schedule, the run folder (refused, or resumed), the runners."""
     if config.kd_weight > 0 and teacher is None:
         raise GnnrlError("kd_weight > 0 needs a teacher model (the unpruned network)")
     check_config(config)
@@ -174,9 +226,6 @@ def train(
                            {"params": no_decay, "weight_decay": 0.0}],
                           lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
-    history: list[dict[str, float]] = []
-    best: dict[str, float] = {"val/top1": -1.0, "epoch": 0}
-    start_epoch = 0
     out = Path(out_dir) if out_dir is not None else None
     ckpt_path = out / "checkpoint.pt" if out else None
     if ckpt_path is not None and ckpt_path.exists() and not resume and not overwrite:
@@ -187,6 +236,7 @@ def train(
     identity = {"model": model_identity(model, with_weights=False), "dataset": data.name,
                 "train_images": len(train_split), "val_sha256": tensor_fingerprint(val_split.labels),
                 "teacher_sha256": weights_fingerprint(teacher) if teacher is not None and config.kd_weight else None}
+    start_epoch, history, best = 0, [], {"val/top1": -1.0, "epoch": 0}
     if resume:
         ckpt = load_for_resume(ckpt_path, asdict(config), map_location=device, identity=identity,
                                defaults={"val_size": 5000})
@@ -200,82 +250,79 @@ def train(
         lock_run_dir(out)  # one writer per folder, from the API as from the CLI
     runner: nn.Module = DistributedDataParallel(model) if dist.world > 1 else model
     teacher_runner = inference_copy(teacher.to(device)) if teacher is not None and config.kd_weight > 0 else None
+    return _Run(device, dist, train_split, val_split, steps_per_epoch, opt, sched, runner, teacher_runner, out,
+                ckpt_path, identity, start_epoch, history, best)
 
-    t0 = time.perf_counter()
-    bar = progress_bar(progress and dist.main, counts=True)
-    task = bar.add_task("fine-tune" if teacher_runner is not None else "train", total=config.epochs * steps_per_epoch,
-                        completed=start_epoch * steps_per_epoch, info="")
-    with bar:
-        for epoch in range(start_epoch, config.epochs):
-            # A generator per epoch, seeded from (seed, epoch): a resumed run replays the same batches.
-            gen = torch.Generator(device="cpu").manual_seed(config.seed * 100_003 + epoch)
-            model.train()
-            # Summed on the device and read back only for the bar: a float() per step would sync a GPU.
-            loss_sum, seen = torch.zeros((), device=device), 0
-            # every rank augments the same global batch (same generator) and trains on its slice of it
-            for step, (x, y) in enumerate(train_split.train_batches(config.batch_size, gen, device)):
-                if dist.world > 1:
-                    x, y = x[dist.rank :: dist.world], y[dist.rank :: dist.world]
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    logits = runner(x)
-                    loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-                    if teacher_runner is not None:
-                        with torch.no_grad():
-                            target = teacher_runner(x)
-                        kd = distillation_loss(logits.float(), target.float(), config.kd_temperature)
-                        loss = (1 - config.kd_weight) * loss + config.kd_weight * kd
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                loss_sum += loss.detach() * len(y)
-                seen += len(y)
-                if step % 20 == 0:
-                    running = float(loss_sum) / seen  # read back for the bar anyway: checking it costs nothing more
-                    if dist.world == 1:
-                        _check_loss(running, epoch, step, ckpt_path)
-                    bar.update(task, info=f"epoch {epoch + 1}/{config.epochs} loss {running:.3f}")
-                bar.update(task, advance=1)
-            epoch_loss = _global_mean(loss_sum, seen, dist)
-            _check_loss(epoch_loss, epoch, None, ckpt_path)  # the same on every rank: all stop together
-            record = {"epoch": epoch + 1, "train/loss": epoch_loss, "lr": sched.get_last_lr()[0],
-                      "seconds": time.perf_counter() - t0}
-            if dist.main:  # the other ranks wait at the barrier below instead of evaluating the same images
-                record["val/top1"] = evaluate(model, val_split, device=device).top1
-            record = _broadcast(record, dist)
-            history.append(record)
-            improved = record["val/top1"] > best["val/top1"]
-            if improved:
-                best = {"val/top1": record["val/top1"], "epoch": epoch + 1}
-            bar.console.log(f"epoch {epoch + 1}: train/loss {epoch_loss:.4f}  val/top1 {record['val/top1']:.2f} %"
-                            + ("  (best)" if improved else ""))
-            if out and dist.main:
-                if improved:
-                    save_weights(model, out / "best.safetensors")
-                write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-                torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history, "best": best,
-                            "config": asdict(config), "identity": identity}, ckpt_path)
-            _barrier(dist)
-            if on_epoch_end is not None and on_epoch_end(history[-1]):
-                break
 
-    test = evaluate(model, data.split("test"), device=device) if dist.main else None
+def _train_epoch(run: _Run, model: nn.Module, config: TrainConfig, epoch: int,
+                 show: Callable[[str | None, int], None]) -> float:
+    """One epoch of (distilled) SGD; the mean training loss over every rank's images."""
+    # A generator per epoch, seeded from (seed, epoch): a resumed run replays the same batches.
+    gen = torch.Generator(device="cpu").manual_seed(config.seed * 100_003 + epoch)
+    model.train()
+    dist, device = run.dist, run.device
+    # Summed on the device and read back only for the bar: a float() per step would sync a GPU.
+    loss_sum, seen = torch.zeros((), device=device), 0
+    # every rank augments the same global batch (same generator) and trains on its slice of it
+    for step, (x, y) in enumerate(run.train.train_batches(config.batch_size, gen, device)):
+        if dist.world > 1:
+            x, y = x[dist.rank :: dist.world], y[dist.rank :: dist.world]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = run.runner(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            if run.teacher is not None:
+                with torch.no_grad():
+                    target = run.teacher(x)
+                kd = distillation_loss(logits.float(), target.float(), config.kd_temperature)
+                loss = (1 - config.kd_weight) * loss + config.kd_weight * kd
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        run.sched.step()
+        loss_sum += loss.detach() * len(y)
+        seen += len(y)
+        if step % 20 == 0:
+            running = float(loss_sum) / seen  # read back for the bar anyway: checking it costs nothing more
+            if dist.world == 1:
+                _check_loss(running, epoch, step, run.ckpt_path)
+            show(f"epoch {epoch + 1}/{config.epochs} loss {running:.3f}", 0)
+        show(None, 1)
+    epoch_loss = _global_mean(loss_sum, seen, dist)
+    _check_loss(epoch_loss, epoch, None, run.ckpt_path)  # the same on every rank: all stop together
+    return epoch_loss
+
+
+def _checkpoint(run: _Run, model: nn.Module, config: TrainConfig, epoch: int, improved: bool) -> None:
+    """After an epoch (main rank): best weights when improved, the history, and the resumable checkpoint."""
+    if run.out is None or not run.dist.main:
+        return
+    if improved:
+        save_weights(model, run.out / "best.safetensors")
+    write_text(run.out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in run.history))
+    torch_save({"model": model.state_dict(), "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
+                "epoch": epoch + 1, "history": run.history, "best": run.best, "config": asdict(config),
+                "identity": run.identity}, run.ckpt_path)
+
+
+def _finish(run: _Run, model: nn.Module, data: Cifar, config: TrainConfig, seconds: float) -> TrainResult:
+    """Test accuracy, the last weights and train.json; the result."""
+    dist, history, best = run.dist, run.history, run.best
+    test = evaluate(model, data.split("test"), device=run.device) if dist.main else None
     val_top1 = history[-1]["val/top1"] if history else float("nan")
     weights_path = best_path = None
-    if out:
-        weights_path, best_path = out / "model.safetensors", out / "best.safetensors"
+    if run.out:
+        weights_path, best_path = run.out / "model.safetensors", run.out / "best.safetensors"
         if dist.main:
             save_weights(model, weights_path)
             spec = getattr(model, "gnnrl_spec", None)
-            write_json(out / "train.json", {
+            write_json(run.out / "train.json", {
                 "model": asdict(spec) if spec else None, "config": asdict(config), "history": history,
                 "val/top1": val_top1, "test/top1": test.top1 if test else None, "best/val_top1": best["val/top1"],
                 "best/epoch": best["epoch"], "dataset": data.name, "world_size": dist.world,
             })
         _barrier(dist)
     return TrainResult(val_top1=val_top1, test_top1=test.top1 if test else float("nan"), epochs=len(history),
-                       seconds=time.perf_counter() - t0, weights_path=weights_path, best_val_top1=best["val/top1"],
+                       seconds=seconds, weights_path=weights_path, best_val_top1=best["val/top1"],
                        best_epoch=int(best["epoch"]), best_path=best_path, history=history)
 
 
