@@ -172,7 +172,8 @@ def main() -> None:
             tmp.replace(out)
         from kit import write_section
 
-        write_section("timm zoo", markdown(saved["rows"], argparse.Namespace(side=saved["side"])))
+        write_section("timm zoo", markdown(saved["rows"], argparse.Namespace(side=saved["side"],
+                                                                         timm=saved.get("timm"))))
         return
     rows = []
     for name in args.models:
@@ -186,6 +187,7 @@ def main() -> None:
         from kit import write_section
 
         out.write_text(json.dumps({"side": args.side, "timm": timm.__version__, "rows": rows}, indent=2) + "\n")
+        args.timm = timm.__version__
         write_section("timm zoo", markdown(rows, args))
     print(markdown(rows, args))
 
@@ -197,10 +199,12 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     tp_ok = sum(r["torch_pruning"].get("pass", False) for r in peer)
     lines = [f"## timm zoo: gnnrl prunes {ok}/{len(rows)} families exactly"
              + (f", Torch-Pruning {tp_ok}/{len(peer)}" if peer else ""), "",
-             f"`python benchmarks/timm_zoo.py` — random init, input {args.side}×{args.side}, 30% of every prunable "
-             "group, one run on one machine. gnnrl passes when pruned ≡ masked original, MACs fall, analytic cost = "
-             "FlopCounterMode, and ONNX Runtime's output equals PyTorch's; Torch-Pruning (MagnitudePruner, "
-             "classifier ignored) when its network runs with fewer MACs.", "",
+             f"`python benchmarks/timm_zoo.py` — random init, input {args.side}×{args.side} (vgg11: 224, see "
+             "`SIDES`), 30% of every prunable group, one run on one machine"
+             + (f" (timm {args.timm})" if getattr(args, "timm", None) else "") + ". gnnrl passes when the network "
+             "cut from a float64 copy equals the masked original to 1e-9 (relative), MACs fall, analytic cost = "
+             "FlopCounterMode before and after the cut, and ONNX Runtime's output equals PyTorch's; Torch-Pruning "
+             "(MagnitudePruner, classifier ignored) when its network runs with fewer MACs.", "",
              "| model | gnnrl | MACs kept | prunable groups | Torch-Pruning | why not (gnnrl) |",
              "|---|---|---|---|---|---|"]
     for r in rows:

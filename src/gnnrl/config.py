@@ -1,5 +1,6 @@
 """Settings, on the ground floor: what the environment (`gnnrl.env`), the search loop (`gnnrl.search`) and the
-methods it runs (`gnnrl.methods`) read, each config with its own `validate()`, and the one budget check."""
+methods it runs (`gnnrl.methods`) read (`EnvConfig.validate()` checks the environment's), and the one budget
+check every entry point uses."""
 
 from __future__ import annotations
 
@@ -73,7 +74,6 @@ class EnvConfig:
     def latency_engine(self) -> Engine:
         """The engine a latency budget is measured on."""
         return Engine(self.engine, self.latency_threads, self.latency_batch)
-
 
 
 @dataclass(frozen=True)
