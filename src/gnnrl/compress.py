@@ -165,7 +165,8 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
     """Search, prune, fine-tune, evaluate, export and report `model` into the run folder `out` (resumable).
 
     With `policy` (a policy.json from an earlier search of this model and weights) the search is skipped.
-    `parallel`: evaluate the search's episodes on Ray workers (see `gnnrl.search.search`).
+    `parallel`: evaluate the search's episodes on Ray workers (see `gnnrl.search.search`). Each stage skips
+    what its files show is done, so a killed run resumes at the stage it reached.
     """
     config = config or CompressConfig()
     say = log or (lambda msg: None)
@@ -175,6 +176,24 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
         apply_policy(model, given)  # refuses a policy of another model or other weights, before anything is written
     else:
         check_reachable(model, config.search.env, tuple(data.image_shape))
+    out = _open_run(model, data, config, out, resume, overwrite, given)
+    policy_path = _search_stage(model, data, config, out, given, policy, progress, parallel, say)
+    pruned = _prune_stage(model, data, out, policy_path, say)
+    final, alt = _finetune_stage(model, data, config, out, progress, say)
+    if not (out / "eval.json").is_file():
+        say("[4/6] evaluate on val, test_rest and test")
+        write_json(out / "eval.json", _evaluation(model, data, config, out, pruned, final, alt))
+    if not (out / "deploy.json").is_file():
+        say("[5/6] export to ONNX, measure latency and memory")
+        write_json(out / "deploy.json", _deployment(model, data, config, out, final, alt))
+    # 6. report (always rebuilt: cheap, and picks up every file)
+    say("[6/6] report")
+    return CompressResult(out=out, report=write_report(out))
+
+
+def _open_run(model: nn.Module, data: Cifar, config: CompressConfig, out: str | Path, resume: bool, overwrite: bool,
+              given: dict[str, Any] | None) -> Path:
+    """The run folder, refused / emptied / resumed as asked, with run.json naming what the run is."""
     out = prepare_run_dir(out, resume=resume, overwrite=overwrite)
     if overwrite and not resume and any(out.iterdir()):
         if not (out / "run.json").is_file():  # never empty a folder that is not ours (think `--out ~ --overwrite`)
@@ -194,8 +213,12 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
                                   "budget": config.search.env.budget,
                                   "metric": config.search.env.metric, "finetune": asdict(config.finetune),
                                   "gnnrl_version": __version__, "stages": list(STAGES), "identity": identity})
+    return out
 
-    # 1. search (its own checkpoint resumes it episode by episode)
+
+def _search_stage(model: nn.Module, data: Cifar, config: CompressConfig, out: Path, given: dict[str, Any] | None,
+                  policy: str | Path | None, progress: bool, parallel: ParallelConfig | None, say: Any) -> Path:
+    """1. search (its own checkpoint resumes it episode by episode), and the baseline's; the policy's path."""
     sdir = out / "search"
     policy_path = sdir / "policy.json"
     if given is not None and not policy_path.is_file():
@@ -212,7 +235,11 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
                progress=progress, parallel=parallel)
     if config.baseline:
         _baseline_search(model, data, config, out, policy_path, progress, say)
-    # 2. prune: replay the best policy exactly
+    return policy_path
+
+
+def _prune_stage(model: nn.Module, data: Cifar, out: Path, policy_path: Path, say: Any) -> PrunedModel:
+    """2. prune: replay the best policy exactly; the pruned file and the layer widths."""
     say("[2/6] prune: applying the best policy")
     pruned = apply_policy(model, policy_path)
     if not (out / "pruned.safetensors").is_file():
@@ -222,7 +249,12 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
 
         graph = trace(model.eval(), torch.zeros(1, *data.image_shape))
         write_json(out / "layers.json", _mark_coupled(layer_widths(pruned, graph.module), graph))
-    # 3. fine-tune (its own checkpoint resumes it epoch by epoch)
+    return pruned
+
+
+def _finetune_stage(model: nn.Module, data: Cifar, config: CompressConfig, out: Path, progress: bool, say: Any
+                    ) -> tuple[nn.Module, nn.Module | None]:
+    """3. fine-tune (its own checkpoint resumes it epoch by epoch), and the baseline the same way."""
     fdir = out / "finetune"
     if not (fdir / "train.json").is_file():
         say(f"[3/6] fine-tune: {config.finetune.epochs} epochs" + (" with distillation"
@@ -233,67 +265,68 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
         atomic_write(out / "model.safetensors", lambda p: shutil.copyfile(fdir / "best.safetensors", p))
     final = _rebuild(out / "model.safetensors", model)
     alt = _baseline_finetune(model, data, config, out, progress, say) if config.baseline else None
-    # 4. evaluate: original, pruned before fine-tuning (BN re-estimated as in the search), after
-    if not (out / "eval.json").is_file():
-        say("[4/6] evaluate on val, test_rest and test")
-        splits = {s: data.split(s, val_from=config.search.val_from, val_size=config.search.val_size)
-                  for s in ("val", "test_rest")}
-        if config.eval_size:
-            splits = {k: v.balanced_subset(config.eval_size) for k, v in splits.items()}
-        recal = recal_split(data, config.search)
+    return final, alt
 
-        def recalibrated(path: Path) -> nn.Module:  # a pruned file, BatchNorm re-estimated as in the search
-            module = _rebuild(path, model)
-            if recal is not None:
-                recalibrate_bn(module, recal.images[: config.search.env.bn_recal], mean=recal.mean, std=recal.std)
-            return module
 
-        before = recalibrated(out / "pruned.safetensors")
-        base_cost = pruned.base_cost
-        evaluation = {
-            "original": _evaluate_all(model, splits), "pruned_before_ft": _evaluate_all(before, splits),
-            "pruned_after_ft": _evaluate_all(final, splits), "images": {k: len(v) for k, v in splits.items()},
-            "cost": {"original": asdict(base_cost), "pruned": asdict(pruned.cost),
-                     "macs_ratio": pruned.cost.macs / base_cost.macs,
-                     "params_ratio": pruned.cost.params / base_cost.params}}
-        if alt is not None:
-            alt_before = recalibrated(out / "baseline" / "pruned.safetensors")
-            alt_cost = apply_policy(model, out / "baseline" / "search" / "policy.json").cost
-            evaluation.update(baseline_before_ft=_evaluate_all(alt_before, splits),
-                              baseline_after_ft=_evaluate_all(alt, splits))
-            evaluation["cost"].update(baseline=asdict(alt_cost), baseline_macs_ratio=alt_cost.macs / base_cost.macs)
-        write_json(out / "eval.json", evaluation)
-    # 5. export and latency
-    if not (out / "deploy.json").is_file():
-        say("[5/6] export to ONNX, measure latency and memory")
-        example = torch.zeros(1, *data.image_shape)
-        onnx = export_onnx(final, out / "model.onnx", example)
-        export_onnx(model, out / "original.onnx", example)
-        models, files = {"original": model, "pruned": final}, {"original": out / "original.onnx",
-                                                              "pruned": out / "model.onnx"}
-        if alt is not None:
-            export_onnx(alt, out / "baseline" / "model.onnx", example)
-            models["baseline"], files["baseline"] = alt, out / "baseline" / "model.onnx"
-        env = config.search.env
-        batches = tuple(sorted({*config.latency_batches, *([env.latency_batch] if env.metric == "latency" else [])}))
-        rows = compare_latency(models, files, input_shape=tuple(example.shape[1:]), batch_sizes=batches,
-                               threads=config.latency_threads, rounds=config.latency_rounds)
-        check = None
-        if env.metric == "latency":  # the budget, measured on its own engine with many repeats per round
-            engine = env.latency_engine()
-            check = {**engine.to_dict(), "budget": env.budget,
-                     "networks": budget_check(engine, {k: v for k, v in models.items() if k != "original"}, model,
-                                              example, rounds=max(5, config.latency_rounds // 2))}
-        write_json(out / "deploy.json", {
-            "onnx": asdict(onnx), "latency": rows, "threads": config.latency_threads, "budget_check": check,
+def _evaluation(model: nn.Module, data: Cifar, config: CompressConfig, out: Path, pruned: PrunedModel,
+                final: nn.Module, alt: nn.Module | None) -> dict[str, Any]:
+    """4. evaluate: original, pruned before fine-tuning (BN re-estimated as in the search), after; the baseline."""
+    splits = {s: data.split(s, val_from=config.search.val_from, val_size=config.search.val_size)
+              for s in ("val", "test_rest")}
+    if config.eval_size:
+        splits = {k: v.balanced_subset(config.eval_size) for k, v in splits.items()}
+    recal = recal_split(data, config.search)
+
+    def recalibrated(path: Path) -> nn.Module:  # a pruned file, BatchNorm re-estimated as in the search
+        module = _rebuild(path, model)
+        if recal is not None:
+            recalibrate_bn(module, recal.images[: config.search.env.bn_recal], mean=recal.mean, std=recal.std)
+        return module
+
+    before = recalibrated(out / "pruned.safetensors")
+    base_cost = pruned.base_cost
+    evaluation = {
+        "original": _evaluate_all(model, splits), "pruned_before_ft": _evaluate_all(before, splits),
+        "pruned_after_ft": _evaluate_all(final, splits), "images": {k: len(v) for k, v in splits.items()},
+        "cost": {"original": asdict(base_cost), "pruned": asdict(pruned.cost),
+                 "macs_ratio": pruned.cost.macs / base_cost.macs,
+                 "params_ratio": pruned.cost.params / base_cost.params}}
+    if alt is not None:
+        alt_before = recalibrated(out / "baseline" / "pruned.safetensors")
+        alt_cost = apply_policy(model, out / "baseline" / "search" / "policy.json").cost
+        evaluation.update(baseline_before_ft=_evaluate_all(alt_before, splits),
+                          baseline_after_ft=_evaluate_all(alt, splits))
+        evaluation["cost"].update(baseline=asdict(alt_cost), baseline_macs_ratio=alt_cost.macs / base_cost.macs)
+    return evaluation
+
+
+def _deployment(model: nn.Module, data: Cifar, config: CompressConfig, out: Path, final: nn.Module,
+                alt: nn.Module | None) -> dict[str, Any]:
+    """5. export to ONNX, latency on the engines (and the budget on its own engine), memory, file sizes."""
+    example = torch.zeros(1, *data.image_shape)
+    onnx = export_onnx(final, out / "model.onnx", example)
+    export_onnx(model, out / "original.onnx", example)
+    models, files = {"original": model, "pruned": final}, {"original": out / "original.onnx",
+                                                          "pruned": out / "model.onnx"}
+    if alt is not None:
+        export_onnx(alt, out / "baseline" / "model.onnx", example)
+        models["baseline"], files["baseline"] = alt, out / "baseline" / "model.onnx"
+    env = config.search.env
+    batches = tuple(sorted({*config.latency_batches, *([env.latency_batch] if env.metric == "latency" else [])}))
+    rows = compare_latency(models, files, input_shape=tuple(example.shape[1:]), batch_sizes=batches,
+                           threads=config.latency_threads, rounds=config.latency_rounds)
+    check = None
+    if env.metric == "latency":  # the budget, measured on its own engine with many repeats per round
+        engine = env.latency_engine()
+        check = {**engine.to_dict(), "budget": env.budget,
+                 "networks": budget_check(engine, {k: v for k, v in models.items() if k != "original"}, model,
+                                          example, rounds=max(5, config.latency_rounds // 2))}
+    return {"onnx": asdict(onnx), "latency": rows, "threads": config.latency_threads, "budget_check": check,
             "machine": machine(),
             "memory": {"original": asdict(memory(model, example)), "pruned": asdict(memory(final, example))},
             "files": {"original_onnx": (out / "original.onnx").stat().st_size,
                       "pruned_onnx": (out / "model.onnx").stat().st_size,
-                      "pruned_safetensors": (out / "model.safetensors").stat().st_size}})
-    # 6. report (always rebuilt: cheap, and picks up every file)
-    say("[6/6] report")
-    return CompressResult(out=out, report=write_report(out))
+                      "pruned_safetensors": (out / "model.safetensors").stat().st_size}}
 
 
 def _baseline_search(model: nn.Module, data: Cifar, config: CompressConfig, out: Path, policy_path: Path,
