@@ -118,7 +118,7 @@ def trace(
     for attr in ("gnnrl_spec", "gnnrl_lineage"):  # how the model was built / pruned: save and re-prune need it
         if hasattr(model, attr):
             setattr(gm, attr, getattr(model, attr))
-    modules_for_functional_layers(gm)  # F.conv2d(x, self.weight) → a conv module holding that parameter
+    modules_for_functional_layers(gm)  # a functional conv on self.weight → a conv module holding that parameter
     # Batch 1: shapes and per-sample MACs are what the later passes need, and id maps stay small.
     example = example_input[:1]
     # The graph module shares its submodules with `model`: a shape pass in train mode would move BatchNorm
