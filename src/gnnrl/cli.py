@@ -156,8 +156,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if (args.pruned is None) == (args.model is None):
         raise GnnrlError("gnnrl info takes a --model name or a pruned .safetensors file (gnnrl info FILE)"
                          + (", not both" if args.pruned else ""))
-    if args.input_size is not None and args.input_size < 1:
-        raise GnnrlError(f"--input-size {args.input_size} must be a positive number of pixels")
+    _check_input_size(args.input_size)
     if args.pruned is not None:  # what is left to prune in a pruned network, at the size it was pruned at
         from .saving import load, read_lineage
 
@@ -393,6 +392,11 @@ def _warmup(args: argparse.Namespace, episodes: int) -> int:
     return min(30, max(1, episodes // 6))
 
 
+def _check_input_size(side: int | None) -> None:
+    if side is not None and side < 1:
+        raise GnnrlError(f"--input-size {side} must be a positive number of pixels")
+
+
 def _check_budget(budget: float) -> None:
     from .config import check_budget
 
@@ -558,8 +562,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .saving import load, read_lineage
 
     target = _output_file(args.out, ".onnx", args.overwrite)
-    if args.input_size is not None and args.input_size < 1:
-        raise GnnrlError(f"--input-size {args.input_size} must be a positive number of pixels")
+    _check_input_size(args.input_size)
     lineage = read_lineage(args.pruned)
     module = load(args.pruned).eval()
     shape = ((1, 3, args.input_size, args.input_size) if args.input_size else

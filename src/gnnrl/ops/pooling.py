@@ -36,9 +36,8 @@ def reduces(p: ChannelPass, call: Call) -> Any:
         lo, hi = lo.amin(d, keepdim=True), hi.amax(d, keepdim=True)
     if torch.equal(lo, hi):
         return Ids(lo.reshape(call.node.meta["shape"]))
-    if bool((x < 0).any()) or not any(varies(lo, d) for d in range(lo.dim())):
+    if not _couple(p, x, lo):
         return p.opaque(call, [x], f"{call.what} reduces across channels")
-    p.union(x.numpy(), lo.expand(x.shape).numpy())  # each result element: the channels it combines, as one unit
     if call.op.name == "sum":
         p.mark_summed([x.narrow(reduced[0], k, 1) for k in range(x.shape[reduced[0]])])
     return Ids(lo.reshape(call.node.meta["shape"]).contiguous())
@@ -53,10 +52,18 @@ def normalises_along(p: ChannelPass, call: Call) -> Any:
     if dim is None or not varies(x, dim % x.dim()):
         return call.args[0]  # along a spatial dim: the channels pass through
     lo = x.amin(dim % x.dim(), keepdim=True)
-    if bool((x < 0).any()) or not any(varies(lo, d) for d in range(lo.dim())):
+    if not _couple(p, x, lo):
         return p.opaque(call, [x], f"{call.what} normalises across channels")
-    p.union(x.numpy(), lo.expand(x.shape).numpy())
     return Ids(lo.expand(x.shape).contiguous())
+
+
+def _couple(p: ChannelPass, x: torch.Tensor, lo: torch.Tensor) -> bool:
+    """Make the channels `x` combines into each element of `lo` (its minimum over the combined dims) one unit, when
+    `lo` still holds channels; False (nothing joined) when it holds none, or `x` has elements of no channel."""
+    if bool((x < 0).any()) or not any(varies(lo, d) for d in range(lo.dim())):
+        return False
+    p.union(x.numpy(), lo.expand(x.shape).numpy())
+    return True
 
 
 def _first(v: object) -> int:
