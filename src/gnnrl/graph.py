@@ -112,7 +112,41 @@ def build(graph: TracedModel) -> CompGraph:
     """The computational graph of a traced network (cached on the graph)."""
     if graph.cache.comp_graph is not None:
         return graph.cache.comp_graph
+    names, edges = _edges(graph)
     a = analyze(graph)
+    module_of = {m.node: i for i, m in enumerate(a.modules) if m.creates}
+    macs = {n.name: float(n.meta.get("macs", 0)) for n in graph.module.graph.nodes}
+    total_macs = max(1.0, max(macs.values(), default=1.0))
+    in_units, out_units, static, orig_in, orig_out, groups = [], [], [], [], [], []
+    for e in edges:
+        src, dst = names[e.src], names[e.dst]
+        iu, ou = a.node_units.get(src), a.node_units.get(dst)
+        in_units.append(iu)
+        out_units.append(ou)
+        f = np.zeros(NUM_EDGE_FEATURES)
+        f[OP_INDEX[e.op]] = 1.0
+        f[COL["kernel"]] = e.kernel / 7.0
+        f[COL["stride"]] = e.stride / 2.0
+        f[COL["log_groups"]] = math.log2(e.groups + 1) / 10.0
+        f[COL["macs"]] = macs.get(e.node, 0.0) / total_macs  # scaled by the kept fractions in edge_features
+        mi = module_of.get(e.node, -1)
+        produced: tuple[int, ...] = ()
+        if mi >= 0:
+            units = a.modules[mi].out_units
+            produced = tuple(sorted({int(a.unit_group[u]) for u in units[units >= 0]}))
+            f[COL["prunable"]] = float(any(a.groups[g].prunable for g in produced))
+        static.append(f)
+        orig_in.append(len(iu) if iu is not None else 0)
+        orig_out.append(len(ou) if ou is not None else 0)
+        groups.append(produced)
+    comp = CompGraph(names, edges, graph, in_units, out_units, np.array(static).reshape(-1, NUM_EDGE_FEATURES),
+                     np.array(orig_in, dtype=np.float64), np.array(orig_out, dtype=np.float64), groups)
+    graph.cache.comp_graph = comp
+    return comp
+
+
+def _edges(graph: TracedModel) -> tuple[list[str], list[Edge]]:
+    """The feature maps (nodes, by name) and the operations between them (edges) of a traced network."""
     fx_nodes = list(graph.module.graph.nodes)
     is_map = {n: ("shape" in n.meta and n.op not in ("get_attr", "output")) for n in fx_nodes}
     index: dict[fx.Node, int] = {}
@@ -143,33 +177,4 @@ def build(graph: TracedModel) -> CompGraph:
             op = _op_of(graph, src_node)[0]
         for src in tensor_inputs(n):
             edges.append(Edge(index[src], index[n], op, n.name, k, s, g))
-
-    module_of = {m.node: i for i, m in enumerate(a.modules) if m.creates}
-    macs = {n.name: float(n.meta.get("macs", 0)) for n in fx_nodes}
-    total_macs = max(1.0, max(macs.values(), default=1.0))
-    in_units, out_units, static, orig_in, orig_out, groups = [], [], [], [], [], []
-    for e in edges:
-        src, dst = names[e.src], names[e.dst]
-        iu, ou = a.node_units.get(src), a.node_units.get(dst)
-        in_units.append(iu)
-        out_units.append(ou)
-        f = np.zeros(NUM_EDGE_FEATURES)
-        f[OP_INDEX[e.op]] = 1.0
-        f[COL["kernel"]] = e.kernel / 7.0
-        f[COL["stride"]] = e.stride / 2.0
-        f[COL["log_groups"]] = math.log2(e.groups + 1) / 10.0
-        f[COL["macs"]] = macs.get(e.node, 0.0) / total_macs  # scaled by the kept fractions in edge_features
-        mi = module_of.get(e.node, -1)
-        produced: tuple[int, ...] = ()
-        if mi >= 0:
-            units = a.modules[mi].out_units
-            produced = tuple(sorted({int(a.unit_group[u]) for u in units[units >= 0]}))
-            f[COL["prunable"]] = float(any(a.groups[g].prunable for g in produced))
-        static.append(f)
-        orig_in.append(len(iu) if iu is not None else 0)
-        orig_out.append(len(ou) if ou is not None else 0)
-        groups.append(produced)
-    comp = CompGraph(names, edges, graph, in_units, out_units, np.array(static).reshape(-1, NUM_EDGE_FEATURES),
-                     np.array(orig_in, dtype=np.float64), np.array(orig_out, dtype=np.float64), groups)
-    graph.cache.comp_graph = comp
-    return comp
+    return names, edges

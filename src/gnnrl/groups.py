@@ -303,15 +303,8 @@ class ChannelPass:
 
     def finish(self) -> tuple[Analysis, set[str]]:
         """Units, pins, groups and per-layer slicing data from the unions and records of the walk."""
-        roots = self.ids.roots()
-        # A module called more than once would need the same slicing at every call: keep it whole.
-        for target, count in self.calls.items():
-            if count > 1:
-                for m in self.modules:
-                    if m.target == target:
-                        self.pin(m.in_units, f"module {target} is called {count} times")
-                        self.pin(m.out_units, f"module {target} is called {count} times")
-        uniq, unit_of_id = np.unique(roots, return_inverse=True)
+        self.pin_repeated_calls()
+        uniq, unit_of_id = np.unique(self.ids.roots(), return_inverse=True)
         num_units = len(uniq)
         pinned = np.zeros(num_units, dtype=bool)
         reasons: dict[int, str] = {}
@@ -319,11 +312,35 @@ class ChannelPass:
             u = int(unit_of_id[i])
             pinned[u] = True
             reasons.setdefault(u, why)
-        # Group = units connected through the layers (sources) that create them.
+        unit_group = self.group_of_units(unit_of_id, num_units)
+        modules = [replace(m, in_units=_units(m.in_units, unit_of_id), out_units=_units(m.out_units, unit_of_id))
+                   for m in self.modules]
+        pads = [PadChannels(n, _units(ids, unit_of_id), left, right, idx) for n, ids, left, right, idx in self.pads]
+        balance, infeasible = self.balances(unit_of_id, unit_group, pinned)
+        groups = self.make_groups(unit_of_id, unit_group, pinned, reasons, modules, balance)
+        summed_ids = np.unique(np.concatenate(self.summed)) if self.summed else np.empty(0, dtype=np.int64)
+        summed_groups = set(unit_group[unit_of_id[summed_ids[summed_ids >= 0]]].tolist())
+        groups = [replace(g, summed=g.id in summed_groups) for g in groups]
+        node_units = {n: _units(ids, unit_of_id) for n, ids in self.node_ids.items()}
+        return Analysis(groups, unit_group, pinned, unit_of_id, modules, pads, node_units, balance,
+                        self.permutations), infeasible
+
+    def pin_repeated_calls(self) -> None:
+        """A module called more than once would need the same slicing at every call: keep it whole."""
+        for target, count in self.calls.items():
+            if count > 1:
+                for m in self.modules:
+                    if m.target == target:
+                        self.pin(m.in_units, f"module {target} is called {count} times")
+                        self.pin(m.out_units, f"module {target} is called {count} times")
+
+    def group_of_units(self, unit_of_id: np.ndarray, num_units: int) -> np.ndarray:
+        """Each unit's group: units are grouped when connected through the layers (sources) that create them,
+        numbered in the order the walk met them."""
         layers = UnionFind(len(self.sources))
         id_source = np.asarray(self.id_source, dtype=np.int64)
         first_src = np.full(num_units, -1, dtype=np.int64)
-        for i in range(len(roots)):
+        for i in range(len(unit_of_id)):
             u, s = int(unit_of_id[i]), int(id_source[i])
             if first_src[u] < 0:
                 first_src[u] = s
@@ -331,19 +348,20 @@ class ChannelPass:
                 layers.join(int(first_src[u]), s)
         comp = np.array([layers.find(int(first_src[u])) for u in range(num_units)], dtype=np.int64)
         order = {c: g for g, c in enumerate(dict.fromkeys(comp.tolist()))}
-        unit_group = np.array([order[c] for c in comp.tolist()], dtype=np.int64)
+        return np.array([order[c] for c in comp.tolist()], dtype=np.int64)
 
-        modules = [replace(m, in_units=_units(m.in_units, unit_of_id), out_units=_units(m.out_units, unit_of_id))
-                   for m in self.modules]
-        pads = [PadChannels(n, _units(ids, unit_of_id), left, right, idx) for n, ids, left, right, idx in self.pads]
+    def make_groups(self, unit_of_id: np.ndarray, unit_group: np.ndarray, pinned: np.ndarray,
+                    reasons: dict[int, str], modules: list[ModuleChannels], balance: dict[int, Balance]
+                    ) -> list[ChannelGroup]:
+        """One `ChannelGroup` per group: its members, consumers, MACs and whether (or why not) it is prunable."""
+        id_source = np.asarray(self.id_source, dtype=np.int64)
         macs = {n.name: int(n.meta.get("macs", 0)) for n in self.graph.module.graph.nodes}
-        balance, infeasible = self.balances(unit_of_id, unit_group, pinned)
         # which groups each layer reads and writes, once (not one isin per group and layer)
         reads = [set(unit_group[m.in_units[m.in_units >= 0]].tolist()) for m in modules]
         writes = [set(unit_group[m.out_units[m.out_units >= 0]].tolist()) for m in modules]
         source_groups = np.zeros(len(self.sources), dtype=bool)
         groups = []
-        for g in range(len(order)):
+        for g in range(int(unit_group.max()) + 1 if len(unit_group) else 0):
             units = np.flatnonzero(unit_group == g)
             source_groups[:] = False
             source_groups[id_source[unit_group[unit_of_id] == g]] = True
@@ -363,12 +381,7 @@ class ChannelPass:
                 macs=sum(macs.get(m.node, 0) for m in touching), prunable=steps >= 2,
                 reason="" if steps >= 2 else why,
             ))
-        summed_ids = np.unique(np.concatenate(self.summed)) if self.summed else np.empty(0, dtype=np.int64)
-        summed_groups = set(unit_group[unit_of_id[summed_ids[summed_ids >= 0]]].tolist())
-        groups = [replace(g, summed=g.id in summed_groups) for g in groups]
-        node_units = {n: _units(ids, unit_of_id) for n, ids in self.node_ids.items()}
-        return Analysis(groups, unit_group, pinned, unit_of_id, modules, pads, node_units, balance,
-                        self.permutations), infeasible
+        return groups
 
     def balances(self, unit_of_id: np.ndarray, unit_group: np.ndarray, pinned: np.ndarray
                  ) -> tuple[dict[int, Balance], set[str]]:

@@ -91,19 +91,24 @@ def _fmt(x: float | None, spec: str = ".2f") -> str:
 def markdown(rep: dict[str, Any]) -> str:
     """The before/after table and the run's key facts as Markdown."""
     r = rep["run"]
-    ev = rep.get("eval", {})
-    dep = rep.get("deploy", {})
     metric = {"macs": "MACs", "params": "parameters"}.get(r["metric"], r["metric"])
     lines = [f"# gnnrl compress: {r['model']['name']} at {r['budget']:.0%} of the {metric}", ""]
     lines += [f"> ⚠ {note}" for note in rep.get("warnings", [])] + ([""] if rep.get("warnings") else [])
+    lines += _table(rep.get("eval", {}), rep.get("deploy", {}))
+    lines += _latency_lines(r, rep.get("deploy", {}), rep.get("search_latency"))
+    lines += _run_lines(r, rep.get("deploy", {}), rep.get("search"), rep.get("finetune"))
+    return "\n".join(lines) + "\n"
+
+
+def _table(ev: dict[str, Any], dep: dict[str, Any]) -> list[str]:
+    """Accuracy, size and memory of the original, the result and (when run) uniform-internal, before and after."""
     orig, before, after = ev.get("original", {}), ev.get("pruned_before_ft", {}), ev.get("pruned_after_ft", {})
     alt_before, alt_after = ev.get("baseline_before_ft"), ev.get("baseline_after_ft")
     alt = alt_after is not None
-    cost = ev.get("cost", {})
-    files = dep.get("files", {})
+    blank = " | |" if alt else ""
     head = "| | original | pruned, before fine-tune | pruned, after fine-tune |"
-    lines += [head + (" uniform-internal, before | uniform-internal, after |" if alt else ""),
-              "|---|---|---|---|" + ("---|---|" if alt else "")]
+    lines = [head + (" uniform-internal, before | uniform-internal, after |" if alt else ""),
+             "|---|---|---|---|" + ("---|---|" if alt else "")]
     images = ev.get("images", {})
     for split, label in (("test", "top-1 test %"), ("test_rest", "top-1 test_rest (unseen) %"),
                          ("val", "top-1 val (searched on) %")):
@@ -112,56 +117,69 @@ def markdown(rep: dict[str, Any]) -> str:
         extra = f" {_fmt(alt_before.get(split))} | {_fmt(alt_after.get(split))} |" if alt else ""
         lines.append(f"| {label} | {_fmt(orig.get(split))} | {_fmt(before.get(split))} | {_fmt(after.get(split))} |"
                      + extra)
+    cost = ev.get("cost", {})
     if cost:
         o, p = cost["original"], cost["pruned"]
         b = cost.get("baseline")
-        extra = f" {b['macs'] / 1e6:.2f} ({b['macs'] / o['macs']:.3f}×) | ← |" if alt and b else (" | |" if alt else "")
+        extra = f" {b['macs'] / 1e6:.2f} ({b['macs'] / o['macs']:.3f}×) | ← |" if alt and b else blank
         lines.append(f"| MACs (M) | {o['macs'] / 1e6:.2f} | {p['macs'] / 1e6:.2f} "
                      f"({p['macs'] / o['macs']:.3f}×) | ← |" + extra)
         lines.append(f"| params (M) | {o['params'] / 1e6:.3f} | {p['params'] / 1e6:.3f} "
-                     f"({p['params'] / o['params']:.3f}×) | ← |" + (" | |" if alt else ""))
+                     f"({p['params'] / o['params']:.3f}×) | ← |" + blank)
+    files = dep.get("files", {})
     if files:
         lines.append(f"| ONNX file (KB) | {files['original_onnx'] / 1024:.0f} | | {files['pruned_onnx'] / 1024:.0f} |"
-                     + (" | |" if alt else ""))
-        lines.append(f"| safetensors (KB) | | | {files['pruned_safetensors'] / 1024:.0f} |" + (" | |" if alt else ""))
+                     + blank)
+        lines.append(f"| safetensors (KB) | | | {files['pruned_safetensors'] / 1024:.0f} |" + blank)
     mem = dep.get("memory", {})
     if mem:
         o, p = mem["original"], mem["pruned"]
         lines.append(f"| weights + peak activations per image (KB) | {o['weight_bytes'] / 1024:.0f} + "
                      f"{o['peak_activation_bytes'] / 1024:.0f} | | {p['weight_bytes'] / 1024:.0f} + "
-                     f"{p['peak_activation_bytes'] / 1024:.0f} |" + (" | |" if alt else ""))
+                     f"{p['peak_activation_bytes'] / 1024:.0f} |" + blank)
+    return lines
+
+
+def _latency_lines(r: dict[str, Any], dep: dict[str, Any], predicted: dict[str, Any] | None) -> list[str]:
+    """The latency table (every engine and batch timed), the budget's verdict and the machine."""
     lat = dep.get("latency", [])
-    if lat:
-        has_alt = any(x["model"] == "baseline" for x in lat)
-        lines += ["", f"Latency (ms per batch, median ± IQR over interleaved rounds, {dep.get('threads')} thread(s); "
-                  "PyTorch = inference copy with folded BN, channels-last; a timing whose IQR exceeds a quarter of "
-                  "its median is marked ⚠, too noisy to trust):", "",
-                  "| engine | batch | original | pruned | speed-up |" + (" uniform-internal | speed-up |" if has_alt
-                                                                       else ""),
-                  "|---|---|---|---|---|" + ("---|---|" if has_alt else "")]
-        keys = sorted({(x["engine"], x["batch"]) for x in lat}, key=lambda k: (k[0] != "pytorch", k[1]))
-        for engine, batch in keys:
-            rows = {x["model"]: x for x in lat if x["engine"] == engine and x["batch"] == batch}
-            o, p = rows["original"], rows["pruned"]
-            cells = [f"{_ms(o)}", f"{_ms(p)}", f"{o['median_ms'] / p['median_ms']:.2f}×"]
-            if "baseline" in rows:
-                cells += [_ms(rows["baseline"]), f"{o['median_ms'] / rows['baseline']['median_ms']:.2f}×"]
-            lines.append(f"| {engine} | {batch} | " + " | ".join(cells) + " |")
-        lines += _budget_lines(r, rep.get("search_latency"), dep.get("budget_check"))
-        m = dep.get("machine")
-        if m:
-            lines += ["", f"Timed on {m['cpu']} ({m['cores']} usable cores), torch {m['torch']}, onnxruntime "
-                      f"{m['onnxruntime']}."]
+    if not lat:
+        return []
+    has_alt = any(x["model"] == "baseline" for x in lat)
+    lines = ["", f"Latency (ms per batch, median ± IQR over interleaved rounds, {dep.get('threads')} thread(s); "
+             "PyTorch = inference copy with folded BN, channels-last; a timing whose IQR exceeds a quarter of "
+             "its median is marked ⚠, too noisy to trust):", "",
+             "| engine | batch | original | pruned | speed-up |" + (" uniform-internal | speed-up |" if has_alt
+                                                                  else ""),
+             "|---|---|---|---|---|" + ("---|---|" if has_alt else "")]
+    keys = sorted({(x["engine"], x["batch"]) for x in lat}, key=lambda k: (k[0] != "pytorch", k[1]))
+    for engine, batch in keys:
+        rows = {x["model"]: x for x in lat if x["engine"] == engine and x["batch"] == batch}
+        o, p = rows["original"], rows["pruned"]
+        cells = [f"{_ms(o)}", f"{_ms(p)}", f"{o['median_ms'] / p['median_ms']:.2f}×"]
+        if "baseline" in rows:
+            cells += [_ms(rows["baseline"]), f"{o['median_ms'] / rows['baseline']['median_ms']:.2f}×"]
+        lines.append(f"| {engine} | {batch} | " + " | ".join(cells) + " |")
+    lines += _budget_lines(r, predicted, dep.get("budget_check"))
+    m = dep.get("machine")
+    if m:
+        lines += ["", f"Timed on {m['cpu']} ({m['cores']} usable cores), torch {m['torch']}, onnxruntime "
+                  f"{m['onnxruntime']}."]
+    return lines
+
+
+def _run_lines(r: dict[str, Any], dep: dict[str, Any], s: dict[str, Any] | None, ft: dict[str, Any] | None
+               ) -> list[str]:
+    """The ONNX check, the search and fine-tune in one line each, and the plots."""
+    lines = []
     onnx = dep.get("onnx", {})
     if onnx:
         lines += ["", f"ONNX (opset {onnx['opset']}, dynamic batch) vs PyTorch: max |Δ logits| "
                   f"{onnx['max_abs_diff']:.2e} on {onnx['check_batch']} random images."]
-    s = rep.get("search")
     if s:
         lines += ["", f"Search ({r.get('method', 'gnnrl')}, {s['episodes_run']} episodes): best val top-1 "
                   f"{s['val_top1']:.2f} % at episode {s['episode']} (uniform L1 at the same budget: "
                   f"{s['uniform_val_top1']:.2f} %), before fine-tuning, BatchNorm re-estimated."]
-    ft = rep.get("finetune")
     if ft:
         cfg = r.get("finetune", {})
         kd = f"KD w={cfg.get('kd_weight')} T={cfg.get('kd_temperature')}" if cfg.get("kd_weight") else "no KD"
@@ -170,7 +188,7 @@ def markdown(rep: dict[str, Any]) -> str:
     lines += ["", "Plots: ratios.png (kept channels per layer), pareto.png (every searched episode's val top-1 "
               "before fine-tuning against its budget metric: the trade-off the search saw), "
               "rewards.png, finetune.png."]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _ms(t: dict[str, Any]) -> str:
