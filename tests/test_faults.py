@@ -218,7 +218,7 @@ def test_resume_removes_temporaries_a_killed_writer_left(tmp_path: Path) -> None
 
 def test_sigterm_ends_in_one_line_and_exit_143(tmp_path: Path) -> None:
     code = ("import os, signal, sys, time\nimport gnnrl.cli as c\n"
-            "c.cmd_models = lambda a: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(60))\n"
+            "c.evaluation.cmd_models = lambda a: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(60))\n"
             "sys.exit(c.main(['models']))\n")
     t = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -417,7 +417,7 @@ def test_a_full_disk_names_the_file_and_keeps_the_old_one(failure: Exception, tm
         atomic_write(target, writer)
     assert e.value.errno == 28 and e.value.filename == str(target)
     assert target.read_text() == "the last good checkpoint" and sorted(tmp_path.iterdir()) == [target]
-    monkeypatch.setattr(gnnrl.cli, "cmd_models", lambda a: atomic_write(target, writer))
+    monkeypatch.setattr(gnnrl.cli.evaluation, "cmd_models", lambda a: atomic_write(target, writer))
     assert main(["models"]) == 1
     assert capsys.readouterr().err.strip() == f"gnnrl: error: No space left on device ({target})"
 

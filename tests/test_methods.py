@@ -14,8 +14,9 @@ from test_search import TINY
 from gnnrl import create, trace
 from gnnrl.cli import main
 from gnnrl.data import Cifar
+from gnnrl.errors import GnnrlError
 from gnnrl.groups import analyze
-from gnnrl.methods import METHODS
+from gnnrl.methods import method_names
 from gnnrl.methods.heuristic import l1_global_removed, uniform_internal_removed
 from gnnrl.paths import default_weights
 from gnnrl.prune import unit_scores
@@ -28,7 +29,7 @@ def r20() -> torch.nn.Module:
     return create("resnet20", weights=default_weights("resnet20"))
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", method_names())
 def test_every_method_lands_on_the_budget(cifar: Cifar, method: str) -> None:
     result = search(r20(), cifar, replace(TINY, method=method), progress=False)
     one_shot = method in ("uniform", "uniform-internal", "l1-global")
@@ -170,3 +171,40 @@ def test_a_checkpoint_in_the_layout_before_methods_resumes(cifar: Cifar, tmp_pat
         search(r20(), cifar, TINY, out_dir=out, resume=True, progress=False)
     resumed = search(r20(), cifar, plain, out_dir=out, resume=True, progress=False)
     assert [h["removed"] for h in resumed.history] == [h["removed"] for h in straight.history]
+
+
+def test_a_method_of_ones_own_is_one_file(cifar: Cifar, tmp_path: Path) -> None:
+    """tests/toy_method.py registers 'hill-climb'; search, resume, the stored policy and the CLI take it by name."""
+    import toy_method  # noqa: F401  (registers on import, as a user's module would)
+
+    from gnnrl.methods import method_names, unregister_method
+
+    try:
+        assert "hill-climb" in method_names()
+        config = replace(TINY, method="hill-climb")
+        straight = search(r20(), cifar, config, out_dir=tmp_path / "a", progress=False)
+        assert len(straight.history) == TINY.episodes  # not one-shot: every episode runs
+        assert all(0.5 - TINY.env.tolerance - 0.01 <= h["macs_ratio"] <= 0.5 for h in straight.history)
+        search(r20(), cifar, config, out_dir=tmp_path / "b", progress=False,
+               on_episode_end=lambda rec: rec["episode"] == 1)  # "killed" after episode 1
+        resumed = search(r20(), cifar, config, out_dir=tmp_path / "b", resume=True, progress=False)
+        assert [h["removed"] for h in resumed.history] == [h["removed"] for h in straight.history]
+        assert json.loads((tmp_path / "b" / "policy.json").read_text())["method"] == "hill-climb"
+        # the method reads no agent setting, so an agent setting changed since does not refuse the resume
+        other_agent = replace(config, agent=replace(config.agent, hidden=64))
+        search(r20(), cifar, other_agent, out_dir=tmp_path / "b", resume=True, progress=False)
+        code = main(["search", "--model", "resnet20", "--method", "hill-climb", "--episodes", "2", "--val-size",
+                     "50", "--bn-recal", "32", "--out", str(tmp_path / "cli"), "--quiet"])
+        assert code == 0
+        assert json.loads((tmp_path / "cli" / "policy.json").read_text())["method"] == "hill-climb"
+    finally:
+        unregister_method("hill-climb")
+    with pytest.raises(GnnrlError, match="unknown search method 'hill-climb'; choose one of gnnrl, random"):
+        search(r20(), cifar, replace(TINY, method="hill-climb"), progress=False)
+
+
+def test_a_method_name_is_registered_once() -> None:
+    from gnnrl.methods import register_method
+
+    with pytest.raises(GnnrlError, match="registered already"):
+        register_method("gnnrl")(lambda env, config: None)

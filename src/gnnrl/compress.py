@@ -45,7 +45,7 @@ from .finetune import finetune, finetune_config
 from .groups import analyze
 from .identity import model_identity
 from .latency import latency_from_dict
-from .methods import LEARNING
+from .methods import method_spec
 from .parallel import ParallelConfig
 from .policy import apply_policy, read_policy
 from .prune import PrunedModel
@@ -229,8 +229,9 @@ def _search_stage(model: nn.Module, data: Cifar, config: CompressConfig, out: Pa
     done = policy_path.is_file() and (json.loads(policy_path.read_text()).get("episodes_run") == episodes
                                       or given is not None)
     if not done:
+        warm = method_spec(config.search.method).warmup
         say(f"[1/6] search ({config.search.method}): {episodes} episode(s)" +
-            (f", the first {config.search.warmup} with random actions" if config.search.method in LEARNING else ""))
+            (f", the first {config.search.warmup} with random actions" if warm else ""))
         search(model, data, config.search, out_dir=sdir, resume=(sdir / "checkpoint.pt").is_file(),
                progress=progress, parallel=parallel)
     if config.baseline:

@@ -4,10 +4,10 @@ check every entry point uses."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args
 
-from .engines import ENGINES, Engine
+from .engines import ENGINES, Engine, EngineName
 from .errors import GnnrlError
 from .evaluate import DEFAULT_BATCH_SIZE
 
@@ -19,8 +19,11 @@ def check_budget(budget: float, what: str = "the MACs", name: str = "budget",
         raise error(f"{name} {budget} must be a fraction in (0, 1), e.g. 0.5 keeps half of {what}")
 
 
-METRICS = ("macs", "params", "latency")
-PREDICTORS = ("table", "linear")
+Metric = Literal["macs", "params", "latency"]
+Predictor = Literal["table", "linear"]
+Importance = Literal["l1", "l2", "bn_scale", "random"]
+METRICS: tuple[str, ...] = get_args(Metric)
+PREDICTORS: tuple[str, ...] = get_args(Predictor)
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class EnvConfig:
 
     budget: float = 0.5
     """fraction of the original metric to keep"""
-    metric: str = "macs"
+    metric: Metric = "macs"
     """what the budget constrains: 'macs', 'params' or 'latency' (predicted by a `LatencyModel` fitted on
     measured variants of the network, see gnnrl.latency)"""
     max_steps: int = 5
@@ -38,21 +41,24 @@ class EnvConfig:
     """episodes end with the metric inside [budget − tolerance, budget] (fractions of the original)"""
     max_step_ratio: float = 0.9
     """largest fraction of a group's remaining channels one step may remove"""
-    importance: str = "l1"
+    importance: Importance = "l1"
+    """how channels are ranked within a group: L1 or L2 norm of their filters, |BatchNorm scale|, or random"""
     bn_recal: int = 500
     """training images used to re-estimate BatchNorm statistics before each evaluation (0: off). Measured
     (benchmarks/bn_recal.py, Spearman with the ranking under 2000-image statistics, ResNet-20 / ResNet-56):
     none 0.38 / 0.50, 250 images 0.975 / 0.947, 500 images 0.994 / 0.982 at a quarter of 2000's cost. 250
     makes a search ~7% faster (docs/benchmarks.md), at that cost in fidelity."""
     eval_batch: int = DEFAULT_BATCH_SIZE
+    """images per batch when evaluating a candidate"""
     levels: int = 2
+    """levels of the motif hierarchy the m-GNN embeds (2 or 3)"""
     latency_batch: int = 1
     """batch size the latency budget is measured at (metric 'latency')"""
-    engine: str = "onnxruntime"
+    engine: EngineName = "onnxruntime"
     """where the latency budget is measured (metric 'latency'): 'onnxruntime' or 'torch' (eager)"""
     latency_threads: int = 1
     """intra-op threads of the engine the latency budget is measured with"""
-    latency_model: str = "table"
+    latency_model: Predictor = "table"
     """the latency predictor: 'table' (per-layer table on the engine, `gnnrl.latency.TableModel`) or 'linear'
     (the first version: c0 + MACs + activations fitted on eager PyTorch)"""
     round_to: int = 1
@@ -83,28 +89,34 @@ class DDPGConfig:
     tau: float = 0.01
     """soft target update rate"""
     batch_size: int = 64
+    """transitions per DDPG update"""
     replay_size: int = 2000
+    """transitions the replay buffer keeps"""
     discount: float = 1.0
-    """episodes are a few steps long and only the last step is rewarded"""
+    """reward discount γ. 1: episodes are a few steps long and only the last step is rewarded"""
     actor_lr: float = 1e-4
+    """Adam learning rate of the actor"""
     critic_lr: float = 1e-3
+    """Adam learning rate of the critic"""
     hidden: int = 300
+    """hidden width of the actor's and critic's MLPs"""
     channels: int = 32
     """m-GNN hidden size. 32 rather than 64: as good in short searches (benchmarks/agent_ablation.py) at ~55% of
     the update time"""
     gnn_layers: int = 2
+    """edge-convolution layers of each m-GNN stage"""
     noise_init: float = 0.5
     """std of the truncated-normal exploration noise on the first episode after warm-up"""
     noise_decay: float = 0.95
     """the noise std is multiplied by this after every episode"""
-    head: str = "groups"
+    head: Literal["groups", "graph", "both"] = "groups"
     """'groups': a shared per-group MLP over [group embedding, g] and the group's descriptors (`descriptors`);
     'graph': an MLP over g, one output per group (the paper's); 'both': the sum of the two heads' logits.
     Measured (docs/benchmarks.md, agent ablations; best policy's test_rest before fine-tuning, with the default
     200 pretraining updates for 'groups'): ResNet-56, 180 episodes, 3 seeds: groups 86.45 ± 0.29, graph 83.37 ±
     1.04 (AMC 85.13 ± 0.64); ResNet-20, 60 episodes: groups 66.16 ± 2.51 (4 seeds), graph 66.60 ± 2.12 (6
     seeds). 'both' did as well as graph on ResNet-20 (3 seeds) but gave 83.5 on ResNet-56 seed 0"""
-    critic: str = "graph"
+    critic: Literal["graph", "groups"] = "graph"
     """'graph': MLP over [g, action] (paper); 'groups': a shared per-group MLP over [group embedding, the
     group's action] (DeepSets), mean-pooled over the groups, then an MLP over [g, pooled], meant to learn from
     every group of every episode as AMC's per-layer critic does. Measured worse: ResNet-20 best val 58.2 vs 65.3
@@ -134,6 +146,10 @@ class DDPGConfig:
     82.2 → 83.4 % (docs/benchmarks.md, agent ablation and method comparison)"""
 
 
+AGENT_FIELDS = frozenset(f.name for f in fields(DDPGConfig))
+"""every agent setting: what a method that reads the whole `DDPGConfig` declares (`register_method`)"""
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Settings of a search; the defaults are the paper's (5k validation images from test, 30 + 150 episodes)."""
@@ -146,12 +162,16 @@ class SearchConfig:
     warmup: int = 30
     """episodes of uniform random actions before the agent acts and learns"""
     seed: int = 0
-    val_from: str = "test"
+    """seeds the agent, the exploration and the validation draw: same seed, same search"""
+    val_from: Literal["test", "train"] = "test"
+    """where the validation images the reward is measured on are carved from"""
     val_size: int = 5000
+    """validation images (class-balanced, seeded)"""
     baseline_decay: float = 0.95
     """moving reward baseline: b ← decay·b + (1 − decay)·reward"""
     method: str = "gnnrl"
-    """gnnrl, random, uniform, uniform-internal, l1-global or amc (see gnnrl.methods)"""
+    """a registered search method: gnnrl, random, uniform, uniform-internal, l1-global, amc or one of your own
+    (`gnnrl.methods.register_method`)"""
     round_size: int = 1
     """episodes proposed before their policies are evaluated (together, e.g. on parallel workers) and learnt
     from; 1 is the paper's loop. The result depends on it, never on how many workers evaluate a round."""

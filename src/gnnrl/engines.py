@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -25,7 +25,8 @@ from torch import nn
 
 from .errors import GnnrlError
 
-ENGINES = ("onnxruntime", "torch")
+EngineName = Literal["onnxruntime", "torch"]
+ENGINES: tuple[str, ...] = get_args(EngineName)
 
 LayerKey = tuple[Any, ...]
 """One layer configuration as the table keys it: ('conv', cin, cout, kh, kw, sh, sw, ph, pw, dh, dw, groups, h, w)

@@ -81,11 +81,12 @@ def _check_schema(policy: dict[str, Any]) -> None:
 
 def unfinished(policy: dict[str, Any]) -> str | None:
     """A line saying the policy comes from a search that stopped early (None when it finished or is hand-made)."""
-    from .methods import ONE_SHOT
+    from .methods import method_names, method_spec
 
     run, want = policy.get("episodes_run"), policy.get("episodes_total")
     if want is None:  # written before episodes_total: a one-shot method runs one episode whatever `episodes` says
-        want = 1 if policy.get("method") in ONE_SHOT else (policy.get("config") or {}).get("episodes")
+        one_shot = method_spec(policy["method"]).one_shot if policy.get("method") in method_names() else False
+        want = 1 if one_shot else (policy.get("config") or {}).get("episodes")
     if isinstance(run, int) and isinstance(want, int) and run < want:
         return (f"this policy comes from a search that stopped after {run} of {want} episodes: it is the best "
                 "found so far, not the search's result (resume the search to finish it)")

@@ -12,19 +12,20 @@ import math
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 import torch
 from torch import fx, nn
 
-from .config import check_budget
+from .config import Importance, check_budget
 from .cost import Cost
 from .errors import GnnrlError
 from .groups import Analysis, analyze
 from .ops.idmap import kept
 from .trace import TracedModel, trace
 
-IMPORTANCES = ("l1", "l2", "bn_scale", "random")
+IMPORTANCES: tuple[str, ...] = get_args(Importance)
 Ratios = float | Mapping[int, float]
 
 

@@ -29,7 +29,7 @@ from .evaluate import EvalResult, evaluate
 from .files import lock_run_dir, torch_save, write_json, write_text
 from .identity import model_identity
 from .latency import LatencyModel, TableModel, engine_ratio, latency_from_dict, measured_ratio
-from .methods import LEARNING, METHODS, ONE_SHOT, Method, Rollout, make_method
+from .methods import Method, Rollout, make_method, method_spec
 from .parallel import Evaluation, Evaluator, ParallelConfig, make_evaluator
 from .plot import plot_rewards
 from .progress import progress_bar
@@ -40,8 +40,6 @@ LEGACY: dict[str, Any] = {"method": "gnnrl", "round_size": 1,
                           "agent": {"candidates": 1, "pretrain_updates": 0, "critic": "graph", "descriptors": False},
                           "env": {"engine": "torch", "latency_model": "linear", "latency_threads": 1, "round_to": 1}}
 """What settings added later did before they existed: a checkpoint that lacks one resumes only with this value."""
-GNN_AGENT_ONLY = ("head", "critic", "descriptors", "pretrain_updates", "channels", "gnn_layers")
-"""Agent settings only GNN-RL's m-GNN actor and critic read (agent.Actor / Critic, methods/rl.py), not AMC's MLPs."""
 LATENCY_ONLY = ("engine", "latency_model", "latency_threads", "latency_batch")
 """Env settings only a latency budget reads."""
 
@@ -159,16 +157,15 @@ def make_env(model: nn.Module, data: Cifar, config: SearchConfig, latency: Laten
 
 def episodes_to_run(config: SearchConfig) -> int:
     """Episodes the search runs: one for a one-shot heuristic, `config.episodes` otherwise."""
-    return 1 if config.method in ONE_SHOT else config.episodes
+    return 1 if method_spec(config.method).one_shot else config.episodes
 
 
 def check_config(config: SearchConfig) -> None:
     """Refuse settings that cannot run, before any work."""
-    if config.method not in METHODS:
-        raise GnnrlError(f"unknown search method {config.method!r}; choose one of {', '.join(METHODS)}")
+    spec = method_spec(config.method)  # an unknown name ends here, naming the choices
     if config.round_size < 1:
         raise GnnrlError(f"round size ({config.round_size}) must be at least 1")
-    if config.method in LEARNING and config.warmup >= config.episodes:
+    if spec.warmup and config.warmup >= config.episodes:
         raise GnnrlError(f"warm-up ({config.warmup}) must be shorter than the search ({config.episodes} episodes)")
 
 
@@ -316,17 +313,13 @@ def _complete(roll: Rollout, accuracy: float) -> None:
 
 def settings_read(config: dict[str, Any]) -> dict[str, Any]:
     """The part of stored settings (`asdict(SearchConfig)`) that its method reads: a run is refused only for a
-    setting that changes it, not because a default the method never reads has changed since (no agent for random
-    and the one-shot methods, none of the m-GNN agent's own settings for AMC)."""
-    method = config.get("method", LEGACY["method"])
+    setting that changes it, not because a default the method never reads has changed since (the agent settings
+    each method declares with `register_method`: none for random and the one-shot methods, no m-GNN setting for
+    AMC)."""
     env = config.get("env", {})
     if env.get("metric") != "latency":  # the engine and its predictor do not change a MACs or params search
         config = {**config, "env": {k: v for k, v in env.items() if k not in LATENCY_ONLY}}
-    if method not in LEARNING:
-        return {k: v for k, v in config.items() if k != "agent"}
-    if method == "amc":
-        return {**config, "agent": {k: v for k, v in config.get("agent", {}).items() if k not in GNN_AGENT_ONLY}}
-    return config
+    return method_spec(config.get("method", LEGACY["method"])).reads(config)
 
 
 def measured_latency(env: DNNGraphEnv, plan: Any) -> float:
@@ -351,7 +344,7 @@ def _jsonable(config: SearchConfig) -> dict[str, Any]:
 
 def _warmup_of(config: SearchConfig) -> int:
     """Episodes of random actions at the start (shaded in the plot): only the learning methods have one."""
-    return config.warmup if config.method in LEARNING else 0
+    return config.warmup if method_spec(config.method).warmup else 0
 
 
 def _result(env: DNNGraphEnv, state: SearchState, uniform: float) -> SearchResult:

@@ -40,11 +40,15 @@ class TrainConfig:
     epochs: int = 200
     """passes over the training split"""
     batch_size: int = 128
+    """images per SGD step"""
     lr: float = 0.1
     """peak learning rate, decayed to 0 by a per-step cosine schedule"""
     momentum: float = 0.9
+    """SGD momentum"""
     weight_decay: float = 5e-4
+    """L2 weight decay"""
     nesterov: bool = True
+    """Nesterov momentum"""
     seed: int = 0
     """seeds shuffling and augmentation (`gnnrl train` also seeds initialisation): same seed ⇒ same weights"""
     subset: int | None = None
@@ -54,9 +58,11 @@ class TrainConfig:
     val_size: int = 5000
     """validation images (class-balanced, seeded; the search's rule, so that both use the same images)"""
     label_smoothing: float = 0.0
+    """label smoothing of the cross-entropy"""
     kd_weight: float = 0.0
     """knowledge distillation: loss = (1 − w)·CE + w·T²·KL(teacher ‖ student) at temperature T (needs a teacher)"""
     kd_temperature: float = 4.0
+    """distillation temperature T"""
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,17 @@ import torch
 from torch import Tensor, nn
 
 from ..agent import DDPG, ReplayBuffer
+from ..config import AGENT_FIELDS
 from .base import MovingBaseline, Rollout
+from .registry import register_method
 from .rl import ddpg_updates, noise_sigma
 
 if TYPE_CHECKING:
     from ..config import SearchConfig
     from ..env import DNNGraphEnv
+
+GNN_AGENT_ONLY = frozenset({"head", "critic", "descriptors", "pretrain_updates", "channels", "gnn_layers"})
+"""settings only GNN-RL's m-GNN actor and critic read (agent.Actor / Critic), not AMC's MLPs"""
 
 FEATURES = ("position", "width", "macs share", "removed so far", "macs to come", "previous action")
 
@@ -63,6 +68,8 @@ class MLPCritic(nn.Module):
         return self.mlp(torch.cat([states, actions], -1)).squeeze(-1)
 
 
+@register_method("amc", warmup=True, agent_fields=AGENT_FIELDS - GNN_AGENT_ONLY,
+                 help="AMC (He et al. 2018): DDPG with plain MLPs, one group per step")
 class AMC:
     """DDPG over AMC's per-layer state, one group per step."""
 

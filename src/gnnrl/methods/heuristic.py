@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,8 +18,10 @@ import numpy as np
 from ..env import uniform_removed
 from ..prune import unit_scores
 from .base import Rollout
+from .registry import register_method
 
 if TYPE_CHECKING:
+    from ..config import SearchConfig
     from ..env import DNNGraphEnv
 
 
@@ -51,14 +54,11 @@ def l1_global_removed(env: DNNGraphEnv) -> np.ndarray:
     return removed_at(hi)
 
 
-RULES = {"uniform": uniform_removed, "uniform-internal": uniform_internal_removed, "l1-global": l1_global_removed}
-
-
 class OneShot:
     """A heuristic policy, evaluated once through the env."""
 
-    def __init__(self, env: DNNGraphEnv, name: str) -> None:
-        self.rule = RULES[name]
+    def __init__(self, rule: Callable[[DNNGraphEnv], np.ndarray]) -> None:
+        self.rule = rule
 
     def rollout(self, env: DNNGraphEnv, obs: np.ndarray, episode: int, rng: np.random.Generator) -> Rollout:
         """The heuristic's channels, evaluated."""
@@ -75,3 +75,16 @@ class OneShot:
 
     def load_state_dict(self, state: dict[str, Any], env: DNNGraphEnv) -> None:
         """Nothing to restore."""
+
+
+RULES = {"uniform": (uniform_removed, "one ratio for every prunable group, residual streams included"),
+         "uniform-internal": (uniform_internal_removed, "one ratio for the groups outside residual streams"),
+         "l1-global": (l1_global_removed, "one threshold on group-normalised L1 importance")}
+
+
+def _one_shot(rule: Callable[[DNNGraphEnv], np.ndarray]) -> Callable[[DNNGraphEnv, SearchConfig], OneShot]:
+    return lambda env, config: OneShot(rule)
+
+
+for _name, (_rule, _help) in RULES.items():
+    register_method(_name, one_shot=True, help=_help)(_one_shot(_rule))

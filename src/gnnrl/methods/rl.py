@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..agent import DDPG, ReplayBuffer, gnn_ddpg
+from ..config import AGENT_FIELDS
 from .base import MovingBaseline, Rollout, step_until_done
+from .registry import register_method
 
 if TYPE_CHECKING:
     from ..config import SearchConfig
@@ -37,6 +39,8 @@ def random_action(env: DNNGraphEnv, rng: np.random.Generator) -> np.ndarray:
     return rng.random(len(env.group_ids))
 
 
+@register_method("gnnrl", warmup=True, agent_fields=AGENT_FIELDS,
+                 help="the paper's agent: DDPG whose actor and critic read the m-GNN embedding")
 class GnnRL:
     """DDPG whose actor and critic read the network's graph through the m-GNN (paper §3.2)."""
 
@@ -84,8 +88,12 @@ class GnnRL:
         self.baseline.value = state["baseline"]
 
 
+@register_method("random", help="random policies through the same env (the paper's RS)")
 class RandomSearch:
     """Random policies through the env (paper's RS): exactly the draws of a `gnnrl` warm-up of the same seed."""
+
+    def __init__(self, env: DNNGraphEnv | None = None, config: SearchConfig | None = None) -> None:
+        """Nothing to build: the search's generator draws the policies."""
 
     def rollout(self, env: DNNGraphEnv, obs: np.ndarray, episode: int, rng: np.random.Generator) -> Rollout:
         """Uniform random ratios at every step until the budget is met."""
