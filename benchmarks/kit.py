@@ -1,5 +1,6 @@
 """What every benchmark script shares: where the repository, its results and its doc are, writing a result file
-atomically, and replacing one section of docs/benchmarks.md, matched by its exact title.
+atomically, and replacing one section of docs/benchmarks.md, matched by its exact title and kept in the doc's
+fixed order (`ORDER`: the summary first, then the sections grouped by the question they answer).
 
 Scripts run as `python benchmarks/NAME.py`, so this directory is on `sys.path` and `from kit import …` works.
 """
@@ -28,6 +29,20 @@ def write_result(name: str, data: Any) -> Path:
     return path
 
 
+ORDER: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Summary", ("Summary",)),
+    ("Does the search beat the simple alternatives after fine-tuning?",
+     ("Method comparison", "Equal-latency comparison", "Reward study", "Rerank", "Fine-tuning with and without")),
+    ("Is the result faster where it runs?", ("Compress", "Latency predictors", "Latency model", "Pruning speed")),
+    ("Which models can it prune?", ("timm zoo",)),
+    ("What does the agent need?", ("Agent ablation", "Search ", "BN recalibration")),
+    ("How fast is the tool itself?", ("Evaluation speed", "Engine speed", "Hierarchy and m-GNN", "Parallel search",
+                                      "Scaling model", "Streamed ImageFolder")),
+)
+"""The doc's parts, in order: each part's question and the title prefixes of the sections it holds (a section
+that matches none goes last)."""
+
+
 def section_title(part: str) -> str:
     """The title of one `## …` section: its heading up to a result that follows it (": …" or " (…)")."""
     return part.split("\n", 1)[0]
@@ -35,7 +50,8 @@ def section_title(part: str) -> str:
 
 def write_section(title: str, body: str, doc: Path = DOC) -> None:
     """Replace the `## title` section of the doc (the title itself, or it followed by ": …" / " …" — never a
-    longer name such as "title-recal250"), or append it; every other section is left as it is."""
+    longer name such as "title-recal250"), or add it; then order the sections by `ORDER` (stable, so sections of
+    one part keep their order and a new one goes last in its part); every other section is left as it is."""
     text = doc.read_text() if doc.exists() else "# Benchmarks\n\nEach section is written by the script it names.\n"
     parts = text.split("\n## ")
 
@@ -43,5 +59,16 @@ def write_section(title: str, body: str, doc: Path = DOC) -> None:
         head = section_title(part)
         return head == title or head.startswith((title + ":", title + " "))
 
-    kept = [parts[0]] + [p for p in parts[1:] if not same(p)]
-    doc.write_text("\n## ".join(kept).rstrip() + "\n\n" + body)
+    sections = [p.rstrip() + "\n" for p in parts[1:] if not same(p)] + [body.removeprefix("## ").rstrip() + "\n"]
+    sections.sort(key=lambda p: rank(section_title(p)))
+    doc.write_text(parts[0].rstrip() + "\n\n" + "\n".join("## " + p for p in sections))
+
+
+def rank(title: str) -> tuple[int, int]:
+    """A section's place in `ORDER`: its part, then the first of the part's prefixes it starts with (past the end
+    when no part names it)."""
+    for i, (_, prefixes) in enumerate(ORDER):
+        for j, prefix in enumerate(prefixes):
+            if title.startswith(prefix):
+                return i, j
+    return len(ORDER), 0

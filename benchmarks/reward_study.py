@@ -103,6 +103,8 @@ def report(args: argparse.Namespace, chosen: list[dict[str, Any]], folder: Path)
     from compare import spearman
     from kit import write_section
 
+    from gnnrl.files import write_json
+
     rows = [json.loads((folder / f"p{i:02d}" / "result.json").read_text()) for i in range(len(chosen))
             if (folder / f"p{i:02d}" / "result.json").is_file()]
     final = [r["final_test_rest"] for r in rows]
@@ -113,13 +115,17 @@ def report(args: argparse.Namespace, chosen: list[dict[str, Any]], folder: Path)
     corr_top = {k: spearman([v[t] for t in top], [final[t] for t in top]) for k, v in rewards.items()}
     cost = {k: float(np.mean([r["seconds"][s] for r in rows])) for k, s in
             (("val_top1", "reward"), ("val_loss", "reward"), ("short_ft", "short_ft"))}
-    out = {"model": args.model, "history": str(args.history), "ft_epochs": args.ft_epochs,
+    out = {"model": args.model, "budget": args.budget, "history": str(args.history), "ft_epochs": args.ft_epochs,
            "short_steps": args.short_steps, "rows": rows, "spearman": corr, "spearman_top_half": corr_top,
            "mean_seconds": cost}
-    (ROOT / "benchmarks" / "results" / f"reward_study_{args.model}.json").write_text(json.dumps(out, indent=2) + "\n")
-    lines = [f"## Reward study ({args.model}, {len(rows)} policies)", "",
-             f"`python benchmarks/reward_study.py --model {args.model} --history {args.history} --n {args.n}` "
-             f"(benchmarks/results/reward_study_{args.model}.json). Policies: quantiles of the validation "
+    write_json(ROOT / "benchmarks" / "results" / f"reward_study_{args.tag}.json", out)
+    title = f"Reward study ({args.model}, {len(rows)} policies)" if args.tag == args.model else \
+        f"Reward study: {args.tag}"
+    lines = [f"## {title}", "",
+             f"`python benchmarks/reward_study.py --model {args.model} --budget {args.budget:g} --history "
+             f"{args.history} --n {args.n} --ft-epochs {args.ft_epochs} --short-steps {args.short_steps}"
+             + (f" --tag {args.tag}" if args.tag != args.model else "") + "` "
+             f"(benchmarks/results/reward_study_{args.tag}.json). Policies: quantiles of the validation "
              "accuracy over one search's episodes. Final = test_rest top-1 after a "
              f"{args.ft_epochs}-epoch distilled fine-tune (as in the method comparison). Short fine-tune = "
              f"{args.short_steps} distilled SGD steps of 128 images, then validation top-1.", "",
@@ -132,7 +138,7 @@ def report(args: argparse.Namespace, chosen: list[dict[str, Any]], folder: Path)
               "|---|---|---|---|"]
     for k in rewards:
         lines.append(f"| {k} | {corr[k]:.2f} | {corr_top[k]:.2f} | {cost[k]:.1f} |")
-    write_section(f"Reward study ({args.model}", "\n".join(lines) + "\n")
+    write_section(title, "\n".join(lines) + "\n")
     print(json.dumps({"spearman": corr, "spearman_top_half": corr_top, "seconds": cost}))
 
 
@@ -146,13 +152,15 @@ def main() -> None:
     p.add_argument("--short-steps", type=int, default=200)
     p.add_argument("--shard", default="0/1", help="I/N: measure every N-th policy starting at I")
     p.add_argument("--report", action="store_true", help="only gather finished policies and write the results")
+    p.add_argument("--tag", help="names the run folder, result file and doc section (default: the model)")
     args = p.parse_args()
+    args.tag = args.tag or args.model
     from gnnrl.evaluate import use_all_cores
 
     use_all_cores()  # GNNRL_THREADS=1 for shards side by side
     history = [json.loads(line) for line in args.history.read_text().splitlines() if line.strip()]
     chosen = pick(history, args.n)
-    folder = ROOT / "runs" / "reward_study" / args.model
+    folder = ROOT / "runs" / "reward_study" / args.tag
     if not args.report:
         i0, n = (int(x) for x in args.shard.split("/"))
         for i in range(i0, len(chosen), n):

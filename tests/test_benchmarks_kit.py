@@ -27,3 +27,13 @@ def test_write_result_is_whole_json(tmp_path: Path, monkeypatch) -> None:  # typ
     monkeypatch.setattr(kit, "RESULTS", tmp_path)
     path = kit.write_result("r.json", {"a": [1, 2]})
     assert json.loads(path.read_text()) == {"a": [1, 2]} and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_sections_keep_the_docs_order(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nintro\n\n## timm zoo: 49/50\n\nzoo\n\n## Evaluation speed (r56)\n\nfast\n")
+    kit.write_section("Summary", "## Summary\n\nall\n", doc)  # the summary goes first, wherever it was written
+    kit.write_section("Method comparison: resnet20", "## Method comparison: resnet20 (50%)\n\nm\n", doc)
+    titles = [kit.section_title(p) for p in doc.read_text().split("\n## ")[1:]]
+    assert titles == ["Summary", "Method comparison: resnet20 (50%)", "timm zoo: 49/50", "Evaluation speed (r56)"]
+    assert doc.read_text().startswith("# Benchmarks\n\nintro\n\n## Summary\n\nall\n\n## Method")
