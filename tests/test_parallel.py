@@ -103,6 +103,15 @@ def test_two_ray_workers_give_the_local_result_whatever_their_timing(
     assert len({h["worker"] for h in remote.history} - {None}) == 2
 
 
+def test_ray_workers_give_the_local_result_with_the_tuned_reward(cifar: Cifar, ray_local) -> None:  # type: ignore[no-untyped-def]
+    """The short fine-tune's tune set travels to the workers, and its seeded steps give them the local reward."""
+    tuned = replace(ROUNDS, episodes=3, env=replace(ROUNDS.env, reward="tuned", reward_steps=3, reward_batch=8))
+    local = run(cifar, config=tuned)
+    remote = run(cifar, config=tuned, parallel=ParallelConfig(workers=2))
+    assert strip(remote.history) == strip(local.history)
+    assert {h["worker"] for h in remote.history} - {None} != {"local"}
+
+
 def test_a_worker_killed_mid_round_is_restarted_and_the_round_rerun(
         cifar: Cifar, ray_local, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     local = run(cifar)

@@ -22,6 +22,8 @@ def check_budget(budget: float, what: str = "the MACs", name: str = "budget",
 Metric = Literal["macs", "params", "latency"]
 Predictor = Literal["table", "linear"]
 Importance = Literal["l1", "l2", "bn_scale", "random"]
+Reward = Literal["accuracy", "tuned"]
+REWARDS: tuple[str, ...] = get_args(Reward)
 METRICS: tuple[str, ...] = get_args(Metric)
 PREDICTORS: tuple[str, ...] = get_args(Predictor)
 
@@ -64,6 +66,15 @@ class EnvConfig:
     round_to: int = 1
     """every pruned width is a multiple of this (or the layer's full width): the channel granularity that pays
     on the engine (8 or 16 on ONNX Runtime's CPU kernels, `gnnrl.latency.channel_granularity`); 1: any width"""
+    reward: Reward = "accuracy"
+    """what a candidate is rewarded by: 'accuracy', its validation top-1 after BatchNorm re-estimation (the
+    paper's); 'tuned', the same after a short distilled fine-tune (`reward_steps` SGD steps of `reward_batch`
+    training images, `gnnrl.proxy`): closer to the accuracy after the user's fine-tune, at the cost of those
+    steps per candidate"""
+    reward_steps: int = 50
+    """SGD steps of the short fine-tune (reward 'tuned')"""
+    reward_batch: int = 64
+    """images per step of the short fine-tune (reward 'tuned'); the tune set holds steps × batch images"""
 
     def validate(self) -> None:
         """Raise one clear `GnnrlError` for a setting outside its choices."""
@@ -76,6 +87,11 @@ class EnvConfig:
                              f"one of {', '.join(ENGINES)} and {', '.join(PREDICTORS)}")
         if not isinstance(self.round_to, int) or self.round_to < 1:
             raise GnnrlError(f"round_to must be a positive integer (1: any width), not {self.round_to!r}")
+        if self.reward not in REWARDS:
+            raise GnnrlError(f"unknown reward {self.reward!r}; choose one of {', '.join(REWARDS)}")
+        if self.reward_steps < 1 or self.reward_batch < 1:
+            raise GnnrlError(f"reward_steps and reward_batch must be at least 1 (got {self.reward_steps}, "
+                             f"{self.reward_batch})")
 
     def latency_engine(self) -> Engine:
         """The engine a latency budget is measured on."""

@@ -35,6 +35,7 @@ from .evaluate import evaluate
 from .groups import analyze
 from .hierarchy import Hierarchy, build_hierarchy
 from .latency import LatencyModel, TableModel, fit_latency_model, fit_table_model
+from .proxy import TuneSet, short_finetune
 from .prune import PrunePlan, apply_plan, cost_after, original_cost, plan_from_removed, removal_orders
 from .trace import TracedModel, trace
 
@@ -45,7 +46,8 @@ class DNNGraphEnv(gym.Env):
     metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium's convention
 
     def __init__(self, model: nn.Module | TracedModel, val: Split, config: EnvConfig = EnvConfig(),
-                 recal: Split | None = None, latency: LatencyModel | None = None) -> None:
+                 recal: Split | None = None, latency: LatencyModel | None = None, tune: TuneSet | None = None
+                 ) -> None:
         super().__init__()
         config.validate()
         self.config = config
@@ -55,6 +57,11 @@ class DNNGraphEnv(gym.Env):
         self.recal_norm = (recal.mean, recal.std) if recal is not None else (MEAN, STD)
         example = torch.zeros(1, *val.image_shape)
         self.graph = model if isinstance(model, TracedModel) else trace(model, example)
+        if config.reward == "tuned" and tune is None:
+            raise GnnrlError("reward 'tuned' needs a tune set (training images and the original's logits: "
+                             "gnnrl.proxy.tune_set); gnnrl.search.make_env builds it")
+        self.tune = tune
+        """reward 'tuned': what every candidate is briefly fine-tuned on before it is measured"""
         self.analysis = analyze(self.graph)
         self.hierarchy: Hierarchy = build_hierarchy(self.graph, config.levels)
         self.group_ids = [g.id for g in self.analysis.groups if g.prunable]
@@ -228,6 +235,9 @@ class DNNGraphEnv(gym.Env):
             t0 = time.perf_counter()
             module = apply_plan(self.graph, self.plan_for(removed)).to(self.device)
             t1 = time.perf_counter()
+            if self.tune is not None and self.config.reward == "tuned":
+                short_finetune(module, self.tune, self.config.reward_steps, self.config.reward_batch,
+                               device=self.device)
             self.recalibrate(module)
             t2 = time.perf_counter()
             result = evaluate(module, self.val, batch_size=self.config.eval_batch, device=self.device)

@@ -142,10 +142,11 @@ class EvalWorker:
 
         torch.set_num_threads(max(1, threads))
         # `shared` holds object-store references (model, validation split, recalibration images and their
-        # normalisation), fetched here once; nested in a list, Ray passes the references themselves, so the
-        # driver's copies stay the only ones and a replacement actor fetches the same objects
-        model, val, recal = ray.get(shared)
-        self.env = DNNGraphEnv(model, val, env_config, None, latency_from_dict(latency) if latency else None)
+        # normalisation, the tune set of reward 'tuned'), fetched here once; nested in a list, Ray passes the
+        # references themselves, so the driver's copies stay the only ones and a replacement actor fetches the
+        # same objects
+        model, val, recal, tune = ray.get(shared)
+        self.env = DNNGraphEnv(model, val, env_config, None, latency_from_dict(latency) if latency else None, tune)
         self.env.recal_images, self.env.recal_norm = recal
         if torch.cuda.is_available() and _assigned_gpus():
             self.env.device = torch.device("cuda")
@@ -215,7 +216,7 @@ class RayEvaluator:
         elif isinstance(val, FolderSplit):  # streamed: each worker decodes with its own cores
             val = replace(val, workers=parallel.cpus_per_worker)
         # kept alive for restarts
-        self.shared = [ray.put(x) for x in (model, val, (env.recal_images, env.recal_norm))]
+        self.shared = [ray.put(x) for x in (model, val, (env.recal_images, env.recal_norm), env.tune)]
         latency = env.latency.to_dict() if env.latency is not None else None
         worker = ray.remote(num_cpus=parallel.cpus_per_worker, num_gpus=parallel.gpus_per_worker)(EvalWorker)
         self.new_actor = lambda: worker.remote(self.shared, env.config, latency, parallel.cpus_per_worker, fault)

@@ -33,15 +33,19 @@ from .methods import Method, Rollout, make_method, method_spec
 from .parallel import Evaluation, Evaluator, ParallelConfig, make_evaluator
 from .plot import plot_rewards
 from .progress import progress_bar
+from .proxy import TuneSet, tune_set
 from .prune import cost_after, original_cost
 from .trace import TracedModel, trace
 
 LEGACY: dict[str, Any] = {"method": "gnnrl", "round_size": 1,
                           "agent": {"candidates": 1, "pretrain_updates": 0, "critic": "graph", "descriptors": False},
-                          "env": {"engine": "torch", "latency_model": "linear", "latency_threads": 1, "round_to": 1}}
+                          "env": {"engine": "torch", "latency_model": "linear", "latency_threads": 1, "round_to": 1,
+                                  "reward": "accuracy", "reward_steps": 50, "reward_batch": 64}}
 """What settings added later did before they existed: a checkpoint that lacks one resumes only with this value."""
 LATENCY_ONLY = ("engine", "latency_model", "latency_threads", "latency_batch")
 """Env settings only a latency budget reads."""
+TUNED_ONLY = ("reward_steps", "reward_batch")
+"""Env settings only the 'tuned' reward reads."""
 
 
 @dataclass
@@ -59,6 +63,7 @@ class EpisodeRecord:
     removed: list[int]
     build_s: float
     recal_s: float
+    """BatchNorm re-estimation (and, with reward 'tuned', the short fine-tune before it)"""
     eval_s: float
     agent_s: float
     seconds: float
@@ -152,7 +157,17 @@ def make_env(model: nn.Module, data: Cifar, config: SearchConfig, latency: Laten
     if config.env.metric == "latency" and latency is None:
         source = trace(model, torch.zeros(1, *val.image_shape))
         latency = fit_latency(source, config.env, progress=progress, warn=_warn)
-    return DNNGraphEnv(source, val, config.env, recal, latency)
+    return DNNGraphEnv(source, val, config.env, recal, latency, tune_split(model, data, config))
+
+
+def tune_split(model: nn.Module, data: Cifar, config: SearchConfig) -> TuneSet | None:
+    """Reward 'tuned': steps × batch class-balanced training images and the original network's logits on them."""
+    env = config.env
+    if env.reward != "tuned":
+        return None
+    images = data.split("train", val_from=config.val_from).balanced_subset(env.reward_steps * env.reward_batch,
+                                                                           seed=2)
+    return tune_set(model, images.images, images.labels, images.mean, images.std)
 
 
 def episodes_to_run(config: SearchConfig) -> int:
@@ -318,7 +333,10 @@ def settings_read(config: dict[str, Any]) -> dict[str, Any]:
     AMC)."""
     env = config.get("env", {})
     if env.get("metric") != "latency":  # the engine and its predictor do not change a MACs or params search
-        config = {**config, "env": {k: v for k, v in env.items() if k not in LATENCY_ONLY}}
+        env = {k: v for k, v in env.items() if k not in LATENCY_ONLY}
+    if env.get("reward", "accuracy") != "tuned":  # nor do the short fine-tune's settings a plain reward
+        env = {k: v for k, v in env.items() if k not in TUNED_ONLY}
+    config = {**config, "env": env}
     return method_spec(config.get("method", LEGACY["method"])).reads(config)
 
 
