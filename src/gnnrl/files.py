@@ -92,6 +92,24 @@ def prepare_run_dir(out: str | Path, resume: bool = False, overwrite: bool = Fal
     return out
 
 
+def claim_run_dir(out: str | Path | None, what: str, markers: tuple[str, ...], resume: bool, overwrite: bool,
+                  lock: bool = True) -> Path | None:
+    """The run folder of an API call (None: no files), refused when it already holds a `what` (any of `markers`)
+    unless `resume` or `overwrite`; made and locked for this process (`lock`: False on a torchrun rank that writes
+    nothing). The one check every writer of a run folder makes — search, train and fine-tune, compress (whose CLI
+    checked the folder before any slow work with `prepare_run_dir`)."""
+    if out is None:
+        return None
+    out = Path(out)
+    if not resume and not overwrite and any((out / m).exists() for m in markers):
+        raise GnnrlError(f"{out} already holds a {what}; resume it (--resume), start over (--overwrite), or choose "
+                         "another folder")
+    if lock:
+        out.mkdir(parents=True, exist_ok=True)
+        lock_run_dir(out)  # one writer per folder, from the API as from the CLI
+    return out
+
+
 _HELD: dict[Path, int] = {}
 """run folders this process holds (resolved path → open descriptor with the lock)"""
 

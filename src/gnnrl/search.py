@@ -26,7 +26,7 @@ from .data import Cifar, Split
 from .env import DNNGraphEnv, fit_latency, removed_key, reward_of, uniform_removed
 from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
-from .files import lock_run_dir, torch_save, write_json, write_text
+from .files import claim_run_dir, torch_save, write_json, write_text
 from .identity import model_identity
 from .latency import LatencyModel, TableModel, engine_ratio, latency_from_dict, measured_ratio
 from .methods import Method, Rollout, make_method, method_spec
@@ -203,14 +203,8 @@ def search(
     (`gnnrl[distributed]`); the result is the same as in this process.
     """
     check_config(config)
-    out = Path(out_dir) if out_dir is not None else None
+    out = claim_run_dir(out_dir, "search", ("checkpoint.pt", "policy.json"), resume, overwrite)
     ckpt = out / "checkpoint.pt" if out else None
-    if out and not resume and not overwrite and ((out / "checkpoint.pt").exists() or (out / "policy.json").exists()):
-        raise GnnrlError(f"{out} already holds a search; resume it (--resume), start over (--overwrite), or choose "
-                         "another folder")
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
-        lock_run_dir(out)  # one writer per folder, from the API as from the CLI
     identity = search_identity(model, data, config)
     saved = (load_for_resume(ckpt, _jsonable(config), identity=identity, defaults=LEGACY, view=settings_read)
              if resume else None)
@@ -228,8 +222,6 @@ def search(
         torch.set_rng_state(saved["torch_rng"])
         env.cache.update(saved["cache"])
         state = SearchState(**saved["state"])
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
     evaluator = make_evaluator(env, model, parallel)
     try:
         uniform = _run(env, method, evaluator, config, state, rng, identity, out, progress, on_episode_end)

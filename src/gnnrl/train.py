@@ -28,7 +28,7 @@ from .checkpoint import load_for_resume
 from .data import Cifar, Split
 from .errors import GnnrlError
 from .evaluate import available_cores, default_device, evaluate, inference_copy
-from .files import lock_run_dir, torch_save, write_json, write_text
+from .files import claim_run_dir, torch_save, write_json, write_text
 from .identity import model_identity, tensor_fingerprint, weights_fingerprint
 from .progress import progress_bar
 
@@ -232,11 +232,8 @@ def _setup(model: nn.Module, data: Cifar, config: TrainConfig, out_dir: str | Pa
                            {"params": no_decay, "weight_decay": 0.0}],
                           lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
-    out = Path(out_dir) if out_dir is not None else None
+    out = claim_run_dir(out_dir, "training run", ("checkpoint.pt",), resume, overwrite, lock=dist.main)
     ckpt_path = out / "checkpoint.pt" if out else None
-    if ckpt_path is not None and ckpt_path.exists() and not resume and not overwrite:
-        raise GnnrlError(f"{out} already holds a training run; resume it (--resume), start over (--overwrite), or "
-                         "choose another folder")
     # a resume must continue this run: same architecture, same teacher, same data (the weights themselves differ:
     # they are what the checkpoint restores)
     identity = {"model": model_identity(model, with_weights=False), "dataset": data.name,
@@ -251,9 +248,6 @@ def _setup(model: nn.Module, data: Cifar, config: TrainConfig, out_dir: str | Pa
         sched.load_state_dict(ckpt["scheduler"])
         start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
         best = dict(ckpt.get("best", best))
-    if out and dist.main:
-        out.mkdir(parents=True, exist_ok=True)
-        lock_run_dir(out)  # one writer per folder, from the API as from the CLI
     runner: nn.Module = DistributedDataParallel(model) if dist.world > 1 else model
     teacher_runner = inference_copy(teacher.to(device)) if teacher is not None and config.kd_weight > 0 else None
     return _Run(device, dist, train_split, val_split, steps_per_epoch, opt, sched, runner, teacher_runner, out,
