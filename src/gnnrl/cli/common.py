@@ -30,8 +30,9 @@ def global_flags(top: bool) -> argparse.ArgumentParser:
 def show_defaults(parser: argparse.ArgumentParser) -> None:
     """Append '(default: …)' to the help of every option of `parser` that has a default worth showing."""
     for a in parser._actions:
-        if (not a.option_strings or a.default in (None, False, argparse.SUPPRESS) or a.help == argparse.SUPPRESS
-                or "default" in (a.help or "")):
+        # identity, not equality: a default of 0 is worth showing, a store_true's False is not
+        if (not a.option_strings or a.default is None or a.default is False or a.default is argparse.SUPPRESS
+                or a.help == argparse.SUPPRESS or "default" in (a.help or "")):
             continue
         a.help = ((a.help + " ") if a.help else "") + "(default: %(default)s)"
 
