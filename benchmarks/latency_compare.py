@@ -34,6 +34,7 @@ from gnnrl.env import EnvConfig
 from gnnrl.files import write_json
 from gnnrl.finetune import finetune, finetune_config
 from gnnrl.latency import channel_granularity, engine_ratio, fit_table_model, latency_from_dict
+from gnnrl.methods import method_spec
 from gnnrl.paths import default_weights
 from gnnrl.policy import apply_policy, read_policy
 from gnnrl.search import SearchConfig, evaluate_policy, make_env, search
@@ -96,11 +97,16 @@ def config_for(args: argparse.Namespace, method: str, seed: int, budget: float, 
 def pieces(args: argparse.Namespace) -> tuple[list[tuple[float, str, int]], list[tuple[float, str, int, int]]]:
     """The searches and the fine-tunes (a one-shot heuristic is searched once, and fine-tuned with every seed)."""
     searches = [(b, m, s) for b in args.budgets for m in args.methods
-                for s in (args.seeds[:1] if m == "uniform-internal" else args.seeds)]
+                for s in (args.seeds[:1] if one_shot(m) else args.seeds)]
     searched = args.searched_ft_seeds if args.searched_ft_seeds is not None else args.ft_seeds
     tunes = [(b, m, s, f) for b, m, s in searches
-             for f in (args.ft_seeds if m == "uniform-internal" else searched)] if args.ft_epochs else []
+             for f in (args.ft_seeds if one_shot(m) else searched)] if args.ft_epochs else []
     return searches, tunes
+
+
+def one_shot(method: str) -> bool:
+    """A deterministic heuristic: searched once, whatever the seeds."""
+    return method_spec(method.partition("+")[0]).one_shot
 
 
 def folder(args: argparse.Namespace, budget: float, method: str, seed: int) -> Path:
