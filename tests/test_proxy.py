@@ -86,3 +86,19 @@ def test_cli_takes_the_reward_flags(tmp_path: Path) -> None:
                  "--out", str(out), "--quiet"]) == 0
     env = json.loads((out / "policy.json").read_text())["config"]["env"]
     assert (env["reward"], env["reward_steps"], env["reward_batch"]) == ("tuned", 3, 8)
+
+
+def test_the_report_says_the_reward_was_measured_after_a_short_finetune(tmp_path: Path) -> None:
+    from gnnrl.report import collect, markdown
+
+    (tmp_path / "search").mkdir()
+    (tmp_path / "run.json").write_text(json.dumps({"model": {"name": "resnet20"}, "budget": 0.3, "metric": "macs"}))
+    policy = {"val_top1": 56.8, "uniform_val_top1": 40.1, "episode": 7, "episodes_run": 60, "method": "gnnrl",
+              "config": {"env": {"reward": "tuned", "reward_steps": 50, "reward_batch": 64}}}
+    (tmp_path / "search" / "policy.json").write_text(json.dumps(policy))
+    text = markdown(collect(tmp_path))
+    assert "best val top-1 56.80 % at episode 7" in text
+    assert "after a short distilled fine-tune of 50 steps × 64 images (--reward tuned)" in text
+    policy["config"]["env"]["reward"] = "accuracy"
+    (tmp_path / "search" / "policy.json").write_text(json.dumps(policy))
+    assert "before fine-tuning, BatchNorm re-estimated" in markdown(collect(tmp_path))

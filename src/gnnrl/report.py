@@ -64,6 +64,9 @@ def collect(run: str | Path) -> dict[str, Any]:
     if policy:
         rep["search"] = {k: policy.get(k) for k in ("val_top1", "uniform_val_top1", "macs_ratio", "params_ratio",
                                                     "episode", "episodes_run", "budget", "metric", "method")}
+        env = (policy.get("config") or {}).get("env", {})
+        if env.get("reward") == "tuned":  # the reward's accuracy is after a short fine-tune: say so
+            rep["search"]["reward"] = {k: env[k] for k in ("reward", "reward_steps", "reward_batch")}
         if policy.get("latency"):
             rep["search_latency"] = {k: v for k, v in policy["latency"].items() if k != "model"}
     for name in ("eval", "deploy"):
@@ -177,9 +180,12 @@ def _run_lines(r: dict[str, Any], dep: dict[str, Any], s: dict[str, Any] | None,
         lines += ["", f"ONNX (opset {onnx['opset']}, dynamic batch) vs PyTorch: max |Δ logits| "
                   f"{onnx['max_abs_diff']:.2e} on {onnx['check_batch']} random images."]
     if s:
+        tuned = s.get("reward")
+        how = (f"after a short distilled fine-tune of {tuned['reward_steps']} steps × {tuned['reward_batch']} "
+               "images (--reward tuned)" if tuned else "before fine-tuning")
         lines += ["", f"Search ({r.get('method', 'gnnrl')}, {s['episodes_run']} episodes): best val top-1 "
                   f"{s['val_top1']:.2f} % at episode {s['episode']} (uniform L1 at the same budget: "
-                  f"{s['uniform_val_top1']:.2f} %), before fine-tuning, BatchNorm re-estimated."]
+                  f"{s['uniform_val_top1']:.2f} %), {how}, BatchNorm re-estimated."]
     if ft:
         cfg = r.get("finetune", {})
         kd = f"KD w={cfg.get('kd_weight')} T={cfg.get('kd_temperature')}" if cfg.get("kd_weight") else "no KD"
