@@ -18,7 +18,7 @@ PAPER = {  # Table 1 of the paper: test top-1 % after its fine-tune, at (about) 
     "resnet20": {"gnnrl": 91.31, "amc": 86.4, "uniform": 84.0},
     "resnet56": {"gnnrl": 93.49, "amc": 90.2, "uniform": 87.5},
 }
-METHODS = ("gnnrl", "gnnrl+tuned", "amc", "random", "uniform-internal")
+METHODS = ("gnnrl", "gnnrl+tuned", "amc", "random", "uniform", "uniform-internal")
 OURS = ("gnnrl", "gnnrl+tuned")
 """the variants judged against the best of the other methods"""
 
