@@ -46,10 +46,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         console.print(f"{config.episodes} episodes, the first {config.warmup} with random actions (--warmup)")
     result = search(model, data, config, out_dir=args.out, resume=args.resume, progress=not args.quiet,
                     overwrite=args.overwrite, parallel=parallel)
+    when = "after the short fine-tune of --reward tuned" if config.env.reward == "tuned" else "before fine-tuning"
     out.print(f"[bold]{model.gnnrl_spec.name}[/] ({config.method}) at {result.macs_ratio:.3f} of the MACs: best val "
-              "top-1 "
-              f"{result.val_top1:.2f} % (episode {result.episode}) vs uniform L1 {result.uniform_val_top1:.2f} % — "
-              f"before fine-tuning. Policy: {Path(args.out) / 'policy.json'}")
+              f"top-1 {result.val_top1:.2f} % (episode {result.episode}) vs uniform L1 {result.uniform_val_top1:.2f} % "
+              f"— {when}. Policy: {Path(args.out) / 'policy.json'}")
     if result.latency_ratio is not None:
         out.print(f"Latency at batch {args.latency_batch}: {result.latency_ratio:.3f} of the original predicted, "
                   f"{result.measured_latency_ratio:.3f} measured.")
