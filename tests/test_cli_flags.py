@@ -114,3 +114,29 @@ def test_help_shows_defaults() -> None:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     text = sub.choices["search"].format_help()
     assert "(default: 0.5)" in text and "(default: 500)" in text and "(default: 0.02)" in text
+
+
+def test_compress_takes_every_compress_setting_and_the_baseline_method() -> None:
+    from gnnrl.compress import CompressConfig
+
+    dests = _dests("compress")
+    made_by_hand = {"latency_batches": "latency_batch_sizes", "latency_rounds": None}  # named apart / from --quick
+    for f in fields(CompressConfig):
+        if f.name not in ("search", "finetune") and f.name not in made_by_hand:
+            assert f.name in dests, f.name
+    args = build_parser().parse_args(["compress", "--model", "resnet20", "--out", "o", "--baseline-method", "uniform"])
+    assert config_from(args, CompressConfig()).baseline_method == "uniform"
+
+
+def test_the_report_names_the_baseline_it_ran(tmp_path: Path) -> None:
+    from gnnrl.report import collect, markdown
+
+    run = {"model": {"name": "resnet20"}, "budget": 0.3, "metric": "macs",
+           "identity": {"config": {"baseline_method": "uniform"}}}
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    split = {"val": 80.0, "test_rest": 80.0, "test": 80.0}
+    (tmp_path / "eval.json").write_text(json.dumps({"original": split, "pruned_before_ft": split,
+                                                     "pruned_after_ft": split, "baseline_before_ft": split,
+                                                     "baseline_after_ft": split}))
+    text = markdown(collect(tmp_path))
+    assert "| uniform, before | uniform, after |" in text and "uniform-internal" not in text

@@ -13,8 +13,9 @@ without `resume` or `overwrite`; a resume with other settings is refused, naming
     RUN/finetune/           history.jsonl, checkpoint.pt, best.safetensors, model.safetensors
     RUN/model.safetensors   the result: best-on-val fine-tuned weights (gnnrl.load)
     RUN/model.onnx          the result in ONNX (original.onnx beside it, for the latency comparison)
-    RUN/baseline/           the strongest simple alternative, uniform-internal at the same budget, engine and
-                            rounding: search/, pruned.safetensors, finetune/ (the same fine-tune), model.onnx
+    RUN/baseline/           the simple alternative (`baseline_method`: uniform-internal unless asked) at the same
+                            budget, engine and rounding: search/, pruned.safetensors, finetune/ (the same
+                            fine-tune), model.onnx
     RUN/eval.json, deploy.json, report.json, report.md, *.png
 """
 
@@ -26,7 +27,7 @@ import json
 import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -67,9 +68,14 @@ class CompressConfig:
     latency_threads: int = 1
     """intra-op threads for the latency comparison (fixed, so numbers compare across runs)"""
     latency_rounds: int = 15
+    """interleaved timing rounds per network (--quick: 9)"""
     baseline: bool = True
-    """also prune, fine-tune (the same schedule), evaluate and time uniform-internal at the same budget, engine and
-    rounding, so the report compares the result with the strongest simple alternative, not only the original"""
+    """also prune, fine-tune (the same schedule), evaluate and time a simple alternative at the same budget, engine
+    and rounding, so the report compares the result with it, not only with the original"""
+    baseline_method: Literal["uniform-internal", "uniform", "l1-global"] = "uniform-internal"
+    """the simple alternative: one ratio for the groups outside residual streams (the stronger at half the MACs),
+    one ratio for every group (the stronger at 30 % of the MACs on ResNet-20: docs/benchmarks.md), or one L1
+    threshold"""
     eval_size: int | None = None
     """evaluate on class-balanced subsets of this many images (smoke runs); None: the full splits"""
 
@@ -90,7 +96,8 @@ def _check_identity(saved: dict[str, Any], now: dict[str, Any], path: Path) -> N
     """Refuse to resume a run made with another model, weights, data or settings; name what differs."""
     diff = differences({k: v for k, v in saved.items() if k != "data_source"},
                        {k: v for k, v in now.items() if k != "data_source"},
-                       defaults={"config": {"search": LEGACY, "finetune": {"val_size": 5000}, "baseline": False}})
+                       defaults={"config": {"search": LEGACY, "finetune": {"val_size": 5000}, "baseline": False,
+                                            "baseline_method": "uniform-internal"}})
     if diff:
         raise GnnrlError(f"{path} was made with other inputs or settings ({diff}); resume with the same ones, "
                          "or start a new --out")
@@ -332,15 +339,16 @@ def _deployment(model: nn.Module, data: Cifar, config: CompressConfig, out: Path
 
 def _baseline_search(model: nn.Module, data: Cifar, config: CompressConfig, out: Path, policy_path: Path,
                      progress: bool, say: Any) -> None:
-    """uniform-internal at the search's budget, metric, engine and rounding, landed with the search's own latency
-    model (not a second, differently noisy fit): the alternative the result must beat."""
+    """The baseline method (uniform-internal unless asked) at the search's budget, metric, engine and rounding,
+    landed with the search's own latency model (not a second, differently noisy fit): the alternative the result
+    must beat."""
     bdir = out / "baseline" / "search"
     if (bdir / "policy.json").is_file():
         return
-    say("[1/6] baseline: uniform-internal at the same budget, engine and rounding")
+    say(f"[1/6] baseline: {config.baseline_method} at the same budget, engine and rounding")
     saved = json.loads(policy_path.read_text()).get("latency")
     latency = latency_from_dict(saved["model"]) if saved and saved.get("model") else None
-    alt = replace(config.search, method="uniform-internal")
+    alt = replace(config.search, method=config.baseline_method)
     search(model, data, alt, out_dir=bdir, overwrite=True, progress=progress, latency=latency)
 
 

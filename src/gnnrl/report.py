@@ -97,20 +97,22 @@ def markdown(rep: dict[str, Any]) -> str:
     metric = {"macs": "MACs", "params": "parameters"}.get(r["metric"], r["metric"])
     lines = [f"# gnnrl compress: {r['model']['name']} at {r['budget']:.0%} of the {metric}", ""]
     lines += [f"> ⚠ {note}" for note in rep.get("warnings", [])] + ([""] if rep.get("warnings") else [])
-    lines += _table(rep.get("eval", {}), rep.get("deploy", {}))
-    lines += _latency_lines(r, rep.get("deploy", {}), rep.get("search_latency"))
+    alt = r.get("identity", {}).get("config", {}).get("baseline_method", "uniform-internal")
+    lines += _table(rep.get("eval", {}), rep.get("deploy", {}), alt)
+    lines += _latency_lines(r, rep.get("deploy", {}), rep.get("search_latency"), alt)
     lines += _run_lines(r, rep.get("deploy", {}), rep.get("search"), rep.get("finetune"))
     return "\n".join(lines) + "\n"
 
 
-def _table(ev: dict[str, Any], dep: dict[str, Any]) -> list[str]:
-    """Accuracy, size and memory of the original, the result and (when run) uniform-internal, before and after."""
+def _table(ev: dict[str, Any], dep: dict[str, Any], name: str) -> list[str]:
+    """Accuracy, size and memory of the original, the result and (when run) the baseline `name`, before and
+    after."""
     orig, before, after = ev.get("original", {}), ev.get("pruned_before_ft", {}), ev.get("pruned_after_ft", {})
     alt_before, alt_after = ev.get("baseline_before_ft"), ev.get("baseline_after_ft")
     alt = alt_after is not None
     blank = " | |" if alt else ""
     head = "| | original | pruned, before fine-tune | pruned, after fine-tune |"
-    lines = [head + (" uniform-internal, before | uniform-internal, after |" if alt else ""),
+    lines = [head + (f" {name}, before | {name}, after |" if alt else ""),
              "|---|---|---|---|" + ("---|---|" if alt else "")]
     images = ev.get("images", {})
     for split, label in (("test", "top-1 test %"), ("test_rest", "top-1 test_rest (unseen) %"),
@@ -143,7 +145,8 @@ def _table(ev: dict[str, Any], dep: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _latency_lines(r: dict[str, Any], dep: dict[str, Any], predicted: dict[str, Any] | None) -> list[str]:
+def _latency_lines(r: dict[str, Any], dep: dict[str, Any], predicted: dict[str, Any] | None, name: str
+                   ) -> list[str]:
     """The latency table (every engine and batch timed), the budget's verdict and the machine."""
     lat = dep.get("latency", [])
     if not lat:
@@ -152,8 +155,7 @@ def _latency_lines(r: dict[str, Any], dep: dict[str, Any], predicted: dict[str, 
     lines = ["", f"Latency (ms per batch, median ± IQR over interleaved rounds, {dep.get('threads')} thread(s); "
              "PyTorch = inference copy with folded BN, channels-last; a timing whose IQR exceeds a quarter of "
              "its median is marked ⚠, too noisy to trust):", "",
-             "| engine | batch | original | pruned | speed-up |" + (" uniform-internal | speed-up |" if has_alt
-                                                                  else ""),
+             "| engine | batch | original | pruned | speed-up |" + (f" {name} | speed-up |" if has_alt else ""),
              "|---|---|---|---|---|" + ("---|---|" if has_alt else "")]
     keys = sorted({(x["engine"], x["batch"]) for x in lat}, key=lambda k: (k[0] != "pytorch", k[1]))
     for engine, batch in keys:
@@ -163,7 +165,7 @@ def _latency_lines(r: dict[str, Any], dep: dict[str, Any], predicted: dict[str, 
         if "baseline" in rows:
             cells += [_ms(rows["baseline"]), f"{o['median_ms'] / rows['baseline']['median_ms']:.2f}×"]
         lines.append(f"| {engine} | {batch} | " + " | ".join(cells) + " |")
-    lines += _budget_lines(r, predicted, dep.get("budget_check"))
+    lines += _budget_lines(r, predicted, dep.get("budget_check"), name)
     m = dep.get("machine")
     if m:
         lines += ["", f"Timed on {m['cpu']} ({m['cores']} usable cores), torch {m['torch']}, onnxruntime "
@@ -203,7 +205,8 @@ def _ms(t: dict[str, Any]) -> str:
     return f"{t['median_ms']:.2f} ± {t['iqr_ms']:.2f}{flag}"
 
 
-def _budget_lines(run: dict[str, Any], predicted: dict[str, Any] | None, check: dict[str, Any] | None) -> list[str]:
+def _budget_lines(run: dict[str, Any], predicted: dict[str, Any] | None, check: dict[str, Any] | None,
+                  name: str) -> list[str]:
     """For a latency budget: the measured latency of the result (and the baseline) against it, on its engine."""
     if run.get("metric") != "latency" or not check:
         return []
@@ -216,7 +219,7 @@ def _budget_lines(run: dict[str, Any], predicted: dict[str, Any] | None, check: 
             f"{verdict}.")
     if "baseline" in check["networks"]:
         b = check["networks"]["baseline"]
-        text += f" uniform-internal at the same budget and rounding: {b['ratio']:.3f} (IQR {b['iqr']:.3f})."
+        text += f" {name} at the same budget and rounding: {b['ratio']:.3f} (IQR {b['iqr']:.3f})."
     return ["", text]
 
 

@@ -90,8 +90,6 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     """The whole job: search → prune → fine-tune → evaluate → export → report, resumable by stage."""
-    from dataclasses import replace
-
     from ..compress import CompressConfig, compress, quick_config
     from ..data import load_dataset
     from ..evaluate import use_all_cores
@@ -100,9 +98,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
     episodes = args.episodes if args.episodes is not None else base.search.episodes
     search_cfg = _search_config_from(args, episodes)
     ft_epochs = args.epochs if args.epochs is not None else base.finetune.epochs
-    config = replace(base, search=search_cfg, finetune=finetune_config_from(args, ft_epochs),
-                     latency_threads=args.latency_threads, latency_batches=tuple(args.latency_batch_sizes),
-                     baseline=args.baseline)
+    config = config_from(args, base, search=search_cfg, finetune=finetune_config_from(args, ft_epochs),
+                         latency_batches=tuple(args.latency_batch_sizes))
     if min(config.latency_batches) < 1:
         raise GnnrlError("--latency-batch-sizes must be positive")
     parallel = _parallel_from(args)
@@ -273,8 +270,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a short search (24 episodes) and a 2-epoch fine-tune: "
                    "the demo, minutes on 2 cores")
     p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
-                   help="also prune, fine-tune the same way, evaluate and time uniform-internal at the same budget, "
-                   "engine and rounding, the strongest simple alternative (it doubles the fine-tune)")
+                   help="also prune, fine-tune the same way, evaluate and time a simple alternative "
+                   "(--baseline-method) at the same budget, engine and rounding (it doubles the fine-tune)")
     p.add_argument("--latency-batch-sizes", type=int, nargs="+", default=[1, 256], metavar="B",
                    help="batch sizes the original and pruned networks are timed at (use smaller ones for 224-pixel "
                    "images on a CPU)")
@@ -283,4 +280,8 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
                         overwrite="delete what --out holds and start over")
     add_json_arg(p, "report.json")
     add_data_args(p)
+    from ..compress import CompressConfig
+
+    # --latency-batch-sizes is made by hand above (its name); latency_rounds comes from --quick or the default
+    add_config_flags(p, CompressConfig, skip=("latency_batches", "latency_rounds"))
     p.set_defaults(func=cmd_compress)
