@@ -251,7 +251,8 @@ def markdown(args: argparse.Namespace, table: list[dict[str, Any]], png: str | N
         lines += ["", f"![accuracy after fine-tuning against measured latency]({png})"]
     lines += ["", "Commands: `.venv/bin/python benchmarks/latency_compare.py "
               f"--model {args.model} --metric {args.metric} --methods {' '.join(args.methods)} "
-              f"--round-to {args.round_to} --budgets {' '.join(f'{b:g}' for b in args.budgets)} --seeds {' '.join(map(str, args.seeds))} "
+              f"--round-to {args.round_to} --budgets {' '.join(f'{b:g}' for b in args.budgets)} "
+              f"--seeds {' '.join(map(str, args.seeds))} "
               f"--ft-seeds {' '.join(map(str, args.ft_seeds))} --ft-epochs {args.ft_epochs} [--prepare | --shard i/n "
               "| --report]`", ""]
     return "\n".join(lines)
