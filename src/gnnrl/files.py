@@ -96,8 +96,8 @@ def claim_run_dir(out: str | Path | None, what: str, markers: tuple[str, ...], r
                   lock: bool = True) -> Path | None:
     """The run folder of an API call (None: no files), refused when it already holds a `what` (any of `markers`)
     unless `resume` or `overwrite`; made and locked for this process (`lock`: False on a torchrun rank that writes
-    nothing). The one check every writer of a run folder makes — search, train and fine-tune, compress (whose CLI
-    checked the folder before any slow work with `prepare_run_dir`)."""
+    nothing). The one check search and train/fine-tune make, and so every compress stage that runs them (the CLI
+    checked the whole folder before any slow work with `prepare_run_dir`)."""
     if out is None:
         return None
     out = Path(out)
