@@ -235,7 +235,7 @@ class DNNGraphEnv(gym.Env):
             t0 = time.perf_counter()
             module = apply_plan(self.graph, self.plan_for(removed)).to(self.device)
             t1 = time.perf_counter()
-            if self.tune is not None and self.config.reward == "tuned":
+            if self.config.reward == "tuned":  # __init__ refused a 'tuned' env without a tune set
                 short_finetune(module, self.tune, self.config.reward_steps, self.config.reward_batch,
                                device=self.device)
             self.recalibrate(module)

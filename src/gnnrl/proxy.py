@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .images import MEAN, STD, normalize
-from .train import distillation_loss
+from .train import distillation_loss, sgd
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,10 +53,7 @@ def short_finetune(module: nn.Module, tune: TuneSet, steps: int, batch_size: int
     of training (re-estimate them)."""
     device = device or torch.device("cpu")
     gen = torch.Generator().manual_seed(seed)
-    decay = [p for p in module.parameters() if p.ndim > 1]
-    rest = [p for p in module.parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": rest, "weight_decay": 0.0}],
-                          lr=lr, momentum=0.9, nesterov=True)
+    opt = sgd(module, lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     module.train()
     loss = torch.zeros(())

@@ -119,6 +119,14 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
                     log_target=True) * t * t
 
 
+def sgd(model: nn.Module, lr: float, momentum: float, weight_decay: float, nesterov: bool) -> torch.optim.SGD:
+    """SGD with weight decay on weights only (BatchNorm parameters and biases: none), as every fine-tune uses."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.SGD([{"params": decay, "weight_decay": weight_decay},
+                            {"params": no_decay, "weight_decay": 0.0}], lr=lr, momentum=momentum, nesterov=nesterov)
+
+
 def save_weights(model: nn.Module, path: Path) -> Path:
     """Atomically write weights: `gnnrl.save` (rebuildable by `gnnrl.load`) when the model has a spec, else plain."""
     from .files import atomic_write
@@ -226,11 +234,7 @@ def _setup(model: nn.Module, data: Cifar, config: TrainConfig, out_dir: str | Pa
     model.to(device)
     if device.type == "cuda":  # channels-last convolutions are the fast path on tensor cores
         model.to(memory_format=torch.channels_last)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]  # BN and biases: no weight decay
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}],
-                          lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+    opt = sgd(model, config.lr, config.momentum, config.weight_decay, config.nesterov)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs * steps_per_epoch)
     out = claim_run_dir(out_dir, "training run", ("checkpoint.pt",), resume, overwrite, lock=dist.main)
     ckpt_path = out / "checkpoint.pt" if out else None
