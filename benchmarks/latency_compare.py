@@ -38,6 +38,7 @@ from gnnrl.methods import method_spec
 from gnnrl.paths import default_weights
 from gnnrl.policy import apply_policy, read_policy
 from gnnrl.search import SearchConfig, evaluate_policy, make_env, search
+from gnnrl.selection import candidates, chosen_policy, select, selection_tune_set
 
 
 def parse() -> argparse.Namespace:
@@ -46,7 +47,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--metric", default="latency", choices=("latency", "macs"))
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.7, 0.55])
     ap.add_argument("--methods", nargs="+", default=["gnnrl", "amc", "random", "uniform-internal"],
-                    help="search methods; METHOD+tuned: the same method rewarded after a short distilled fine-tune")
+                    help="search methods; METHOD+tuned: the same method rewarded after a short distilled fine-tune; "
+                    "METHOD+select: METHOD's search, then its --finalists best and the simple rules scored after "
+                    "--select-steps distilled steps (gnnrl.selection), the best fine-tuned")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--ft-seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--searched-ft-seeds", type=int, nargs="+",
@@ -58,6 +61,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--latency-batch", type=int, default=1)
     ap.add_argument("--round-to", default="auto")
     ap.add_argument("--reward-steps", type=int, default=50, help="short fine-tune steps of a METHOD+tuned search")
+    ap.add_argument("--finalists", type=int, default=3, help="METHOD+select: the search's best policies scored")
+    ap.add_argument("--select-steps", type=int, default=300, help="METHOD+select: distilled steps per finalist")
+    ap.add_argument("--select-batch", type=int, default=64)
     ap.add_argument("--shard", default="0/1", help="i/n: this process does every n-th piece of work, from i")
     ap.add_argument("--only", nargs="+", metavar="METHOD:SEED:FT_SEED",
                     help="fine-tune only these pieces (their searches must be done), in this order")
@@ -86,7 +92,7 @@ def prepared(args: argparse.Namespace, graph: Any) -> tuple[int, Any]:
 
 def config_for(args: argparse.Namespace, method: str, seed: int, budget: float, round_to: int) -> SearchConfig:
     """The search of `method` ('NAME' or 'NAME+tuned': the same method rewarded after a short fine-tune)."""
-    name, _, variant = method.partition("+")
+    name, _, variant = method.partition("+")  # '+select' searches as the plain method (the same search)
     env = EnvConfig(budget=budget, metric=args.metric, engine=args.engine, latency_batch=args.latency_batch,
                     round_to=round_to, reward="tuned" if variant == "tuned" else "accuracy",
                     reward_steps=args.reward_steps)
@@ -118,6 +124,9 @@ def run_search(args: argparse.Namespace, data: Any, latency: Any, round_to: int,
     out = folder(args, budget, method, seed)
     if (out / "row.json").is_file():
         return
+    if method.endswith("+select"):
+        run_selection(args, data, latency, round_to, budget, method, seed)
+        return
     model = gnnrl.create(args.model, weights=default_weights(args.model))
     config = config_for(args, method, seed, budget, round_to)
     t = time.perf_counter()
@@ -133,12 +142,55 @@ def run_search(args: argparse.Namespace, data: Any, latency: Any, round_to: int,
                                   "search_s": round(time.perf_counter() - t, 1)})
 
 
+def run_selection(args: argparse.Namespace, data: Any, latency: Any, round_to: int, budget: float, method: str,
+                  seed: int) -> None:
+    """METHOD+select: METHOD's own search (run first if needed), its best policies and the simple rules scored
+    after the same short distilled fine-tune; the winner becomes this folder's policy."""
+    base = method.removesuffix("+select")
+    run_search(args, data, latency, round_to, budget, base, seed)
+    searched = folder(args, budget, base, seed) / "search"
+    out = folder(args, budget, method, seed)
+    model = gnnrl.create(args.model, weights=default_weights(args.model))
+    config = config_for(args, base, seed, budget, round_to)
+    env = make_env(model, data, config, latency)
+    t = time.perf_counter()
+    history = [json.loads(line) for line in (searched / "history.jsonl").read_text().splitlines()]
+    pool = candidates(env, history, args.finalists)
+    tune = selection_tune_set(model, data, config.val_from, args.select_steps, args.select_batch)
+    ranked = select(env, pool, tune, args.select_steps, args.select_batch, out=out / "select")
+    policy = chosen_policy(json.loads((searched / "policy.json").read_text()), env, ranked)
+    write_json(out / "search" / "policy.json", policy)
+    win = ranked[0].candidate
+    val, before = (evaluate_policy(env, list(win.removed), data.split(s)).top1 for s in ("val", "test_rest"))
+    write_json(out / "row.json", {"budget": budget, "method": method, "seed": seed, "val": val,
+                                  "search_reward_top1": win.reward_top1, "test_rest": before,
+                                  "macs_ratio": policy["macs_ratio"], "predicted_latency_ratio": win.metric_ratio,
+                                  "chosen": win.name, "finalists": policy["selection"]["finalists"],
+                                  "select_s": round(time.perf_counter() - t, 1)})
+
+
+def same_policy_ft(args: argparse.Namespace, budget: float, method: str, seed: int, ft_seed: int) -> Path | None:
+    """A finished fine-tune, with the same seed and epochs, of exactly this folder's policy in another method's
+    folder (a '+select' winner is often the search's best or a rule's policy): the fine-tune is deterministic, so
+    its result is this one's (checked: two processes, one policy and seed, gave 85.10 % both times)."""
+    mine = read_policy(folder(args, budget, method, seed) / "search" / "policy.json")["removed"]
+    for other in sorted(folder(args, budget, method, seed).parent.iterdir()):
+        done = other / f"ft{args.ft_epochs}-f{ft_seed}.json"
+        if other.name != f"{method}-s{seed}" and done.is_file() and (other / "search" / "policy.json").is_file() \
+                and read_policy(other / "search" / "policy.json")["removed"] == mine:
+            return done
+    return None
+
+
 def run_finetune(args: argparse.Namespace, data: Any, budget: float, method: str, seed: int, ft_seed: int) -> None:
     out = folder(args, budget, method, seed)
     done = out / f"ft{args.ft_epochs}-f{ft_seed}.json"
     while not (out / "row.json").is_file():  # searched by another shard
         time.sleep(10)
     if done.is_file():
+        return
+    if (twin := same_policy_ft(args, budget, method, seed, ft_seed)) is not None:
+        write_json(done, {**json.loads(twin.read_text()), "same_policy_as": twin.parent.name})
         return
     base = gnnrl.create(args.model, weights=default_weights(args.model))
     pruned = apply_policy(base, read_policy(out / "search" / "policy.json"))

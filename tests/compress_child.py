@@ -21,7 +21,8 @@ from gnnrl.search import SearchConfig
 TINY = CompressConfig(
     search=SearchConfig(episodes=6, warmup=3, val_size=200, env=EnvConfig(bn_recal=64, max_steps=3),
                         agent=DDPGConfig(channels=16, hidden=32, batch_size=8)),
-    finetune=finetune_config(epochs=4, subset=640), latency_batches=(1, 4), latency_rounds=3, eval_size=200)
+    finetune=finetune_config(epochs=4, subset=640), latency_batches=(1, 4), latency_rounds=3, eval_size=200,
+    finalists=2, finalist_steps=8, finalist_batch=16)
 
 
 def main() -> None:

@@ -178,6 +178,8 @@ def test_compress_killed_mid_search_and_mid_finetune_resumes_to_the_uninterrupte
         len((killed / "search" / "history.jsonl").read_text().splitlines()) < 6
     again = _child(killed)  # without --resume: refused, nothing touched
     assert again.wait() != 0 and "--resume" in again.stderr.read()
+    _kill_when(_child(killed, "--resume"), killed / "select" / "finalist-0.json")  # after the first finalist
+    assert not (killed / "select" / "policy.json").exists()
     _kill_when(_child(killed, "--resume"), killed / "finetune" / "checkpoint.pt")  # after the first epoch
     assert not (killed / "finetune" / "train.json").exists()
     last = _child(killed, "--resume")
@@ -187,12 +189,19 @@ def test_compress_killed_mid_search_and_mid_finetune_resumes_to_the_uninterrupte
     a, b = tmp_path / "a", killed
     pa, pb = (json.loads((d / "search" / "policy.json").read_text()) for d in (a, b))
     assert pa["removed"] == pb["removed"] and pa["val_top1"] == pb["val_top1"]
+    sa, sb = (json.loads((d / "select" / "policy.json").read_text()) for d in (a, b))
+    for s in (sa, sb):  # (the seconds each score took may differ)
+        s["selection"]["finalists"] = [{**f, "seconds": None} for f in s["selection"]["finalists"]]
+    assert sa == sb and len(sa["selection"]["finalists"]) >= 3  # 2 of the search's, the rules that differ
+    assert [layer["kept"] for layer in json.loads((b / "layers.json").read_text())] == \
+        [layer["kept"] for layer in layer_widths_of(b / "select" / "policy.json")]
     wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     ea, eb = (json.loads((d / "eval.json").read_text()) for d in (a, b))
     assert ea == eb  # the uniform-internal baseline's fine-tune too, killed or not
     assert ea["baseline_after_ft"]["val"] > ea["baseline_before_ft"]["val"] and (b / "baseline/model.onnx").is_file()
     assert "uniform-internal, after" in (b / "report.md").read_text()
+    assert f"the policy fine-tuned is **{sa['selection']['chosen']}**" in (b / "report.md").read_text()
     for name in ("report.md", "report.json", "ratios.png", "pareto.png", "rewards.png", "finetune.png",
                  "model.onnx", "deploy.json"):
         assert (b / name).is_file(), name
@@ -201,6 +210,14 @@ def test_compress_killed_mid_search_and_mid_finetune_resumes_to_the_uninterrupte
     # a resume with other settings names what differs
     other = _child(killed, "--resume", "--seed", "5")
     assert other.wait() != 0 and "search.seed: 0 → 5" in other.stderr.read()
+
+
+def layer_widths_of(policy: Path) -> list[dict]:
+    """Kept output channels per conv/linear layer of R20 pruned by a policy file."""
+    from gnnrl.compress import layer_widths
+
+    pruned = apply_policy(r20(), policy)
+    return layer_widths(pruned, gnnrl.trace(r20(), torch.zeros(1, 3, 32, 32)).module)
 
 
 class _OwnNet(torch.nn.Module):
@@ -226,7 +243,7 @@ def _tiny_compress(budget: float = 0.6) -> object:
     return CompressConfig(search=SearchConfig(episodes=3, warmup=1, val_size=100,
                                               env=EnvConfig(budget=budget, bn_recal=32, max_steps=2)),
                           finetune=finetune_config(epochs=1, subset=64), latency_batches=(1,), latency_rounds=2,
-                          eval_size=100, baseline=False)
+                          eval_size=100, baseline=False, finalists=1, finalist_steps=4, finalist_batch=16)
 
 
 def _onnx_matches(module: torch.nn.Module, onnx_path: Path) -> bool:
@@ -302,3 +319,32 @@ def test_a_timm_model_goes_through_compress_and_back(cifar: Cifar, tmp_path: Pat
     assert back.gnnrl_lineage.spec["name"] == "timm/resnet18"
     assert _onnx_matches(back, tmp_path / "run" / "model.onnx")
     assert gnnrl.count_flops(back).macs < 0.7 * gnnrl.count_flops(model).macs
+
+
+def test_when_the_baseline_policy_is_chosen_its_finetune_is_not_repeated(cifar: Cifar, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the selection picks uniform-internal's own policy, the baseline's fine-tune would repeat the result's
+    exactly: it is copied, and the report's two 'after' columns agree."""
+    import dataclasses
+    import importlib
+
+    comp = importlib.import_module("gnnrl.compress")  # (the package's `gnnrl.compress` is the function)
+    real = comp.select
+
+    def baseline_first(*args, **kw):  # type: ignore[no-untyped-def]
+        ranked = real(*args, **kw)
+        return sorted(ranked, key=lambda f: "uniform-internal" not in f.candidate.name)
+
+    monkeypatch.setattr(comp, "select", baseline_first)
+    config = dataclasses.replace(_tiny_compress(), baseline=True)
+    comp.compress(r20(), cifar, tmp_path / "run", config, progress=False)
+    run = tmp_path / "run"
+    chosen = json.loads((run / "select" / "policy.json").read_text())
+    assert chosen["selection"]["chosen"].endswith("uniform-internal")
+    assert chosen["removed"] == json.loads((run / "baseline" / "search" / "policy.json").read_text())["removed"]
+    a, b = load_file(str(run / "model.safetensors")), load_file(str(run / "baseline" / "finetune" / "best.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["baseline_after_ft"] == ev["pruned_after_ft"]
+    assert "is uniform-internal's own, so the result and the baseline are one" in (run / "report.md").read_text()
+    assert json.loads((run / "report.json").read_text())["selection"]["chosen"] == chosen["selection"]["chosen"]

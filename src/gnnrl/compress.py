@@ -8,6 +8,8 @@ without `resume` or `overwrite`; a resume with other settings is refused, naming
 
     RUN/run.json            identity and settings
     RUN/search/             policy.json, history.jsonl, rewards.png, checkpoint.pt (gnnrl search)
+    RUN/select/             finalist-<i>.json (each finalist's score after the short fine-tune), policy.json (the
+                            one fine-tuned, with every finalist's scores): `finalists` > 0 and a learning method
     RUN/pruned.safetensors  the policy applied, before fine-tuning (gnnrl.load)
     RUN/layers.json         per layer: original and kept channels
     RUN/finetune/           history.jsonl, checkpoint.pt, best.safetensors, model.safetensors
@@ -52,7 +54,8 @@ from .policy import apply_policy, read_policy
 from .prune import PrunedModel
 from .report import write_report
 from .saving import load, save
-from .search import LEGACY, SearchConfig, episodes_to_run, recal_split, search
+from .search import LEGACY, SearchConfig, episodes_to_run, make_env, recal_split, search
+from .selection import candidates, chosen_policy, select, selection_tune_set
 from .train import TrainConfig, TrainResult, check_config
 
 STAGES = ("search", "prune", "finetune", "evaluate", "export", "report")
@@ -76,6 +79,14 @@ class CompressConfig:
     """the simple alternative: one ratio for the groups outside residual streams (the stronger at half the MACs),
     one ratio for every group (the stronger at 30 % of the MACs on ResNet-20: docs/benchmarks.md), or one L1
     threshold"""
+    finalists: int = 3
+    """the search's best few policies scored, beside the simple rules (uniform-internal, uniform), after the same
+    short distilled fine-tune; the best is fine-tuned (gnnrl.selection). 0: fine-tune the search's best by its
+    reward"""
+    finalist_steps: int = 300
+    """distilled SGD steps each finalist gets before it is scored"""
+    finalist_batch: int = 64
+    """images per step of the finalists' short fine-tune"""
     eval_size: int | None = None
     """evaluate on class-balanced subsets of this many images (smoke runs); None: the full splits"""
 
@@ -85,6 +96,16 @@ def quick_config(budget: float = 0.5, metric: str = "macs", round_to: int = 1) -
     env = EnvConfig(budget=budget, metric=metric, round_to=round_to)
     return CompressConfig(search=SearchConfig(env=env, episodes=24, warmup=4),
                           finetune=finetune_config(epochs=2), latency_rounds=9)
+
+
+def check_compress_config(config: CompressConfig) -> None:
+    """Refuse settings of the stages after the search that cannot run, before any work (the search checks its own)."""
+    check_config(config.finetune)  # a bad fine-tune setting must not surface only after the search
+    if config.finalists < 0:
+        raise GnnrlError(f"--finalists must be 0 (no selection) or more, not {config.finalists}")
+    if config.finalists and min(config.finalist_steps, config.finalist_batch) < 1:
+        raise GnnrlError(f"--finalist-steps ({config.finalist_steps}) and --finalist-batch ({config.finalist_batch}) "
+                         "must be at least 1 (or --finalists 0: fine-tune the search's best without a selection)")
 
 
 def _identity(model: nn.Module, data: Cifar, config: CompressConfig) -> dict[str, Any]:
@@ -97,7 +118,8 @@ def _check_identity(saved: dict[str, Any], now: dict[str, Any], path: Path) -> N
     diff = differences({k: v for k, v in saved.items() if k != "data_source"},
                        {k: v for k, v in now.items() if k != "data_source"},
                        defaults={"config": {"search": LEGACY, "finetune": {"val_size": 5000}, "baseline": False,
-                                            "baseline_method": "uniform-internal"}})
+                                            "baseline_method": "uniform-internal", "finalists": 0,
+                                            "finalist_steps": 300, "finalist_batch": 64}})
     if diff:
         raise GnnrlError(f"{path} was made with other inputs or settings ({diff}); resume with the same ones, "
                          "or start a new --out")
@@ -177,7 +199,7 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
     """
     config = config or CompressConfig()
     say = log or (lambda msg: None)
-    check_config(config.finetune)  # a bad fine-tune setting must not surface only after the search
+    check_compress_config(config)
     given = read_policy(policy) if policy is not None else None
     if given is not None:
         apply_policy(model, given)  # refuses a policy of another model or other weights, before anything is written
@@ -243,7 +265,33 @@ def _search_stage(model: nn.Module, data: Cifar, config: CompressConfig, out: Pa
                progress=progress, parallel=parallel)
     if config.baseline:
         _baseline_search(model, data, config, out, policy_path, progress, say)
+    if given is None and config.finalists > 0 and not method_spec(config.search.method).one_shot:
+        return _select_stage(model, data, config, out, policy_path, progress, say)
     return policy_path
+
+
+def _select_stage(model: nn.Module, data: Cifar, config: CompressConfig, out: Path, policy_path: Path,
+                  progress: bool, say: Any) -> Path:
+    """1b. select: the search's best few and the simple rules, each scored after the same short distilled fine-tune;
+    the chosen policy's path (select/policy.json)."""
+    sdir = out / "select"
+    chosen = sdir / "policy.json"
+    if chosen.is_file():
+        return chosen
+    searched = json.loads(policy_path.read_text())
+    saved = searched.get("latency")
+    latency = latency_from_dict(saved["model"]) if saved and saved.get("model") else None
+    env = make_env(model, data, config.search, latency)  # the search's budget, rounding and latency model
+    history = [json.loads(line) for line in (out / "search" / "history.jsonl").read_text().splitlines() if line]
+    pool = candidates(env, history, config.finalists)
+    say(f"[1/6] select: {len(pool)} finalists (the search's best {config.finalists} and the simple rules), each "
+        f"scored on val after {config.finalist_steps} distilled steps")
+    tune = selection_tune_set(model, data, config.search.val_from, config.finalist_steps, config.finalist_batch)
+    ranked = select(env, pool, tune, config.finalist_steps, config.finalist_batch, seed=config.finetune.seed,
+                    out=sdir, progress=progress)
+    say(f"      chosen: {ranked[0].candidate.name} ({ranked[0].tuned_top1:.2f} % after the short fine-tune)")
+    write_json(chosen, chosen_policy(searched, env, ranked))
+    return chosen
 
 
 def _prune_stage(model: nn.Module, data: Cifar, out: Path, policy_path: Path, say: Any) -> PrunedModel:
@@ -359,11 +407,25 @@ def _baseline_finetune(model: nn.Module, data: Cifar, config: CompressConfig, ou
     if not (bdir / "pruned.safetensors").is_file():
         alt = apply_policy(model, bdir / "search" / "policy.json")
         atomic_write(bdir / "pruned.safetensors", lambda p: save(alt, p))
+    if not (bdir / "finetune" / "train.json").is_file() and _same_policy(out / "select" / "policy.json",
+                                                                          bdir / "search" / "policy.json"):
+        # the selection chose the baseline's own policy: the same fine-tune (deterministic) would repeat the result's
+        say("[3/6] the baseline's policy is the one chosen: its fine-tune is the result's (copied, not repeated)")
+        tmp = bdir / ".finetune.copy"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(out / "finetune", tmp)
+        shutil.rmtree(bdir / "finetune", ignore_errors=True)  # a part-run of an older version: ours to replace
+        tmp.rename(bdir / "finetune")
     if not (bdir / "finetune" / "train.json").is_file():
         say(f"[3/6] fine-tune the baseline: the same {config.finetune.epochs} epochs")
         _finetune(_rebuild(bdir / "pruned.safetensors", model), model, data, config.finetune, bdir / "finetune",
                   progress)
     return _rebuild(bdir / "finetune" / "best.safetensors", model)
+
+
+def _same_policy(a: Path, b: Path) -> bool:
+    """Whether two policy files exist and remove the same channels."""
+    return a.is_file() and b.is_file() and read_policy(a)["removed"] == read_policy(b)["removed"]
 
 
 def _rebuild(path: Path, model: nn.Module) -> nn.Module:

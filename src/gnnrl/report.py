@@ -69,6 +69,11 @@ def collect(run: str | Path) -> dict[str, Any]:
             rep["search"]["reward"] = {k: env[k] for k in ("reward", "reward_steps", "reward_batch")}
         if policy.get("latency"):
             rep["search_latency"] = {k: v for k, v in policy["latency"].items() if k != "model"}
+    chosen = _read_json(run / "select" / "policy.json")
+    if chosen and chosen.get("selection"):
+        cfg = (rep["run"].get("identity") or {}).get("config", {})
+        rep["selection"] = {**chosen["selection"], "steps": cfg.get("finalist_steps"),
+                            "batch": cfg.get("finalist_batch")}
     for name in ("eval", "deploy"):
         value = _read_json(run / f"{name}.json")
         if value is not None:
@@ -100,8 +105,32 @@ def markdown(rep: dict[str, Any]) -> str:
     alt = r.get("identity", {}).get("config", {}).get("baseline_method", "uniform-internal")
     lines += _table(rep.get("eval", {}), rep.get("deploy", {}), alt)
     lines += _latency_lines(r, rep.get("deploy", {}), rep.get("search_latency"), alt)
-    lines += _run_lines(r, rep.get("deploy", {}), rep.get("search"), rep.get("finetune"))
+    lines += _run_lines(r, rep.get("deploy", {}), rep.get("search"), rep.get("finetune"), rep.get("selection"))
     return "\n".join(lines) + "\n"
+
+
+def _selection_lines(sel: dict[str, Any] | None, metric: str, alt: str) -> list[str]:
+    """The finalists, each scored after the same short distilled fine-tune, and which one was fine-tuned (`alt`:
+    the baseline's name, said when the result is the baseline's own policy)."""
+    if not sel:
+        return []
+    budgeted = {"params": "params", "latency": "predicted latency"}.get(metric)  # (MACs have their own column)
+    lines = ["", f"Selection: the policy fine-tuned is **{sel['chosen']}**, the best of these finalists on val after "
+             f"the same {sel.get('steps')} distilled steps × {sel.get('batch')} images each (BatchNorm re-estimated); "
+             "the search's reward ranks policies poorly by their accuracy after fine-tuning, so the finalists are "
+             "scored again:", "",
+             "| finalist |" + (f" {budgeted} / original |" if budgeted else "") +
+             " MACs / original | val before | val after the short fine-tune |",
+             "|---|---|---|---|" + ("---|" if budgeted else "")]
+    for f in sel["finalists"]:
+        c = f["candidate"]
+        mark = "**" if c["name"] == sel["chosen"] else ""
+        lines.append(f"| {mark}{c['name']}{mark} |" + (f" {c['metric_ratio']:.3f} |" if budgeted else "") +
+                     f" {c['macs_ratio']:.3f} | {c['reward_top1']:.2f} | {f['tuned_top1']:.2f} |")
+    if alt in sel["chosen"].split(" = "):
+        lines += ["", f"The policy chosen is {alt}'s own, so the result and the baseline are one network (one "
+                  "fine-tune, copied): nothing the search found scored better under this budget."]
+    return lines
 
 
 def _table(ev: dict[str, Any], dep: dict[str, Any], name: str) -> list[str]:
@@ -173,9 +202,9 @@ def _latency_lines(r: dict[str, Any], dep: dict[str, Any], predicted: dict[str, 
     return lines
 
 
-def _run_lines(r: dict[str, Any], dep: dict[str, Any], s: dict[str, Any] | None, ft: dict[str, Any] | None
-               ) -> list[str]:
-    """The ONNX check, the search and fine-tune in one line each, and the plots."""
+def _run_lines(r: dict[str, Any], dep: dict[str, Any], s: dict[str, Any] | None, ft: dict[str, Any] | None,
+               sel: dict[str, Any] | None = None) -> list[str]:
+    """The ONNX check, the search, the selection (a table) and the fine-tune, and the plots."""
     lines = []
     onnx = dep.get("onnx", {})
     if onnx:
@@ -188,7 +217,10 @@ def _run_lines(r: dict[str, Any], dep: dict[str, Any], s: dict[str, Any] | None,
         lines += ["", f"Search ({r.get('method', 'gnnrl')}, {s['episodes_run']} episodes): best val top-1 "
                   f"{s['val_top1']:.2f} % at episode {s['episode']} (uniform L1 at the same budget: "
                   f"{s['uniform_val_top1']:.2f} %), {how}, BatchNorm re-estimated."]
+    lines += _selection_lines(sel, r["metric"], r.get("identity", {}).get("config", {}).get("baseline_method",
+                                                                                             "uniform-internal"))
     if ft:
+        lines += [""] if sel else []
         cfg = r.get("finetune", {})
         kd = f"KD w={cfg.get('kd_weight')} T={cfg.get('kd_temperature')}" if cfg.get("kd_weight") else "no KD"
         lines += [f"Fine-tune: {ft['epochs']} epochs (lr {cfg.get('lr')}, {kd}), best val {ft['best_val_top1']:.2f} % "

@@ -90,7 +90,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     """The whole job: search → prune → fine-tune → evaluate → export → report, resumable by stage."""
-    from ..compress import CompressConfig, compress, quick_config
+    from ..compress import CompressConfig, check_compress_config, compress, quick_config
     from ..data import load_dataset
     from ..evaluate import use_all_cores
 
@@ -102,6 +102,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
                          latency_batches=tuple(args.latency_batch_sizes))
     if min(config.latency_batches) < 1:
         raise GnnrlError("--latency-batch-sizes must be positive")
+    check_compress_config(config)
     parallel = _parallel_from(args)
     prepare_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     load_model(args, classes_hint(args))

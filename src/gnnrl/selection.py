@@ -1,0 +1,157 @@
+"""Choosing the policy to fine-tune: the search's best few and the simple alternatives, each given the same short
+distilled fine-tune and judged by validation accuracy after it (a second, more faithful fidelity for a handful).
+
+Why: the search's reward — top-1 straight after pruning, BatchNorm re-estimated — ranks policies poorly by what
+the user gets after fine-tuning (Spearman 0.22 over one search's best at 30 % of ResNet-20's MACs; docs/
+benchmarks.md, "Reward study"), and at an equal latency budget a one-line rule has beaten the search's best by
+points after the same fine-tune ("Compress demo-r20-avx512"). Scoring a few finalists after a few hundred distilled
+steps costs a fraction of the final fine-tune, and putting the simple alternatives among them means the result is
+never a policy that this measure already shows to be worse than the rule the user would otherwise have used.
+
+Every finalist is tuned from the same pruned weights with the same batches (one seed), so the score is a function
+of the policy; each score is written as soon as it is known, so a killed selection resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import Cifar
+from .env import DNNGraphEnv, removed_key
+from .evaluate import evaluate
+from .files import write_json
+from .methods.heuristic import RULES
+from .progress import progress_bar
+from .proxy import TuneSet, short_finetune, tune_set
+from .prune import apply_plan, cost_after, original_cost
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A policy put forward for selection."""
+
+    name: str
+    """where it comes from: 'search #k (episode e)' or a rule's name (names joined when two give one policy)"""
+    removed: tuple[int, ...]
+    """channels removed per prunable group, in the env's group order"""
+    reward_top1: float
+    """validation top-1 (%) right after pruning, BatchNorm re-estimated: the search's measure"""
+    macs_ratio: float
+    metric_ratio: float
+    """the budgeted quantity (MACs, params or predicted latency) / the original's"""
+
+
+@dataclass(frozen=True)
+class Finalist:
+    """A candidate with its score after the short fine-tune."""
+
+    candidate: Candidate
+    tuned_top1: float
+    """validation top-1 (%) after the short distilled fine-tune and BatchNorm re-estimation"""
+    seconds: float
+
+
+def selection_tune_set(teacher: Any, data: Cifar, val_from: str, steps: int, batch_size: int) -> TuneSet:
+    """The finalists' tune set: class-balanced training images, enough for `steps` batches without repeats (the
+    whole training split when that is fewer), with `teacher`'s logits on them."""
+    train = data.split("train", val_from=val_from)
+    images = train.balanced_subset(steps * batch_size, seed=3) if steps * batch_size < len(train.labels) else train
+    return tune_set(teacher, images.images, images.labels, images.mean, images.std)
+
+
+def candidates(env: DNNGraphEnv, history: Sequence[dict[str, Any]], top: int,
+               rules: Sequence[str] = ("uniform-internal", "uniform")) -> list[Candidate]:
+    """The `top` distinct policies of a search's history by reward, then the simple `rules` at the env's budget
+    and rounding; a policy two sources share appears once, under both names."""
+    found: dict[str, Candidate] = {}
+    ranked = sorted(history, key=lambda r: (-r["reward"], r["episode"]))
+    for rec in ranked:
+        if len(found) == top:
+            break
+        key = removed_key(np.asarray(rec["removed"]))
+        if key not in found:
+            found[key] = _candidate(env, f"search #{len(found) + 1} (episode {rec['episode']})", rec["removed"])
+    for rule in rules:
+        removed = RULES[rule][0](env)
+        key = removed_key(removed)
+        if key in found:
+            found[key] = Candidate(**{**asdict(found[key]), "name": f"{found[key].name} = {rule}"})
+        else:
+            found[key] = _candidate(env, rule, removed)
+    return list(found.values())
+
+
+def _candidate(env: DNNGraphEnv, name: str, removed: Sequence[int]) -> Candidate:
+    arr = np.asarray(removed, dtype=np.int64)
+    plan = env.plan_for(arr)
+    return Candidate(name=name, removed=tuple(int(r) for r in arr),
+                     reward_top1=100 * float(env.evaluate_removed(arr) or 0.0),
+                     macs_ratio=cost_after(env.graph, plan).macs / original_cost(env.graph).macs,
+                     metric_ratio=env.metric_of(arr) / env.base)
+
+
+def score(env: DNNGraphEnv, candidate: Candidate, tune: TuneSet, steps: int, batch_size: int,
+          seed: int = 0) -> Finalist:
+    """`candidate` pruned, given `steps` distilled SGD steps on `tune` (batches drawn by `seed`), BatchNorm
+    re-estimated as in the search, and evaluated on the env's validation images."""
+    t0 = time.perf_counter()
+    module = apply_plan(env.graph, env.plan_for(np.asarray(candidate.removed))).to(env.device)
+    short_finetune(module, tune, steps, batch_size, seed=seed, device=env.device)
+    env.recalibrate(module)
+    top1 = evaluate(module, env.val, batch_size=env.config.eval_batch, device=env.device).top1
+    return Finalist(candidate, top1, time.perf_counter() - t0)
+
+
+def select(env: DNNGraphEnv, pool: Sequence[Candidate], tune: TuneSet, steps: int, batch_size: int,
+           seed: int = 0, out: Path | None = None, progress: bool = False,
+           on_score: Callable[[Finalist], None] | None = None) -> list[Finalist]:
+    """Every candidate of `pool` scored (`score`), best first (ties: the higher reward, then the earlier
+    candidate). With `out`, each score is kept in out/finalist-<i>.json and reused by a rerun."""
+    done: list[Finalist] = []
+    bar = progress_bar(progress, counts=True)
+    task = bar.add_task("select", total=len(pool), info="")
+    with bar:
+        for i, cand in enumerate(pool):
+            path = out / f"finalist-{i}.json" if out else None
+            saved = json.loads(path.read_text()) if path is not None and path.is_file() else None
+            if saved is not None and tuple(saved["candidate"]["removed"]) == cand.removed:
+                fin = Finalist(cand, saved["tuned_top1"], saved["seconds"])
+            else:
+                fin = score(env, cand, tune, steps, batch_size, seed)
+                if path is not None:
+                    write_json(path, finalist_dict(fin))
+            done.append(fin)
+            if on_score is not None:
+                on_score(fin)
+            bar.update(task, advance=1, info=f"{cand.name}: {fin.tuned_top1:.2f} %")
+    order = sorted(range(len(done)), key=lambda i: (-done[i].tuned_top1, -done[i].candidate.reward_top1, i))
+    return [done[i] for i in order]
+
+
+def finalist_dict(fin: Finalist) -> dict[str, Any]:
+    """A finalist as JSON (the candidate's fields inline under 'candidate')."""
+    return {"candidate": {**asdict(fin.candidate), "removed": list(fin.candidate.removed)},
+            "tuned_top1": fin.tuned_top1, "seconds": round(fin.seconds, 1)}
+
+
+def chosen_policy(searched: dict[str, Any], env: DNNGraphEnv, ranked: Sequence[Finalist]) -> dict[str, Any]:
+    """The search's policy.json rewritten for the selection's winner (`ranked[0]`): its channels, ratios and
+    costs, and a 'selection' table of every finalist's scores (so that the file says why it was chosen)."""
+    win = ranked[0].candidate
+    arr = np.asarray(win.removed, dtype=np.int64)
+    cost, base = cost_after(env.graph, env.plan_for(arr)), original_cost(env.graph)
+    policy = {**searched, "val_top1": win.reward_top1, "macs_ratio": cost.macs / base.macs,
+              "params_ratio": cost.params / base.params,
+              "removed": {str(g): int(r) for g, r in zip(env.group_ids, arr, strict=True)},
+              "ratios": {str(g): float(r / n) for g, r, n in zip(env.group_ids, arr, env.sizes, strict=True)},
+              "selection": {"chosen": win.name, "finalists": [finalist_dict(f) for f in ranked]}}
+    if searched.get("latency"):
+        policy["latency"] = {**searched["latency"], "predicted_ratio": win.metric_ratio, "measured_ratio": None}
+    return policy
