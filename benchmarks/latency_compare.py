@@ -69,7 +69,10 @@ def parse() -> argparse.Namespace:
                     help="fine-tune only these pieces (their searches must be done), in this order")
     ap.add_argument("--prepare", action="store_true", help="only fit the shared latency model and granularity")
     ap.add_argument("--report", action="store_true", help="no new searches or fine-tunes: time and tabulate")
+    ap.add_argument("--tag", help="names the result file, plot and doc section (default: MODEL_METRIC); the runs "
+                    "folder stays runs/latency_compare/MODEL_METRIC")
     args = ap.parse_args()
+    args.tag = args.tag or f"{args.model}_{args.metric}"
     if any(not 0 < b < 1 for b in args.budgets) or args.ft_epochs < 0 or args.episodes <= args.warmup:
         ap.error("budgets in (0, 1), --ft-epochs ≥ 0 (0: no fine-tune) and --episodes > --warmup")
     return args
@@ -203,7 +206,7 @@ def run_finetune(args: argparse.Namespace, data: Any, budget: float, method: str
                | {"seconds": round(time.perf_counter() - t, 1)})
 
 
-def report(args: argparse.Namespace, graph: Any) -> None:
+def report(args: argparse.Namespace, graph: Any, round_to: int) -> None:
     """Time every policy on the engine (batch 1 and 64, interleaved with the original), then tabulate and plot."""
     searches, _ = pieces(args)
     rows = []
@@ -231,9 +234,12 @@ def report(args: argparse.Namespace, graph: Any) -> None:
             table.append({"budget": budget, "method": method, "policies": len(mine), "fine_tunes": len(after),
                           **{k: _ms([r[k] for r in mine]) for k in ("measured_b1", "measured_b64", "macs_ratio",
                                                                       "val", "test_rest")},
-                          "ft_test_rest": _ms(after)})
-    tag = f"{args.model}_{args.metric}"
-    result = {"model": args.model, "metric": args.metric, "engine": args.engine, "cpu": cpu_model(),
+                          "ft_test_rest": _ms(after),
+                          "chosen": [f"seed {r['seed']}: {r['chosen']} (val after the short fine-tune "
+                                     f"{r['finalists'][0]['tuned_top1']:.2f} %)" for r in mine if r.get("chosen")]})
+    tag = args.tag
+    result = {"model": args.model, "metric": args.metric, "tag": tag, "round_to": round_to, "engine": args.engine,
+              "cpu": cpu_model(),
               "episodes": args.episodes, "warmup": args.warmup, "ft_epochs": args.ft_epochs, "seeds": args.seeds,
               "ft_seeds": args.ft_seeds, "summary": table, "rows": rows}
     write_json(ROOT / "benchmarks" / "results" / f"latency_compare_{tag}.json", result)
@@ -241,7 +247,7 @@ def report(args: argparse.Namespace, graph: Any) -> None:
     tuned = any(r["ft"] for r in rows)
     if tuned:
         plot(rows, args, png)
-    write_section(f"Equal-latency comparison: {tag}", markdown(args, table, png.name if tuned else None))
+    write_section(f"Equal-latency comparison: {tag}", markdown(args, table, png.name if tuned else None, round_to))
 
 
 def _ms(values: list[float]) -> dict[str, float] | None:
@@ -283,14 +289,14 @@ def plot(rows: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> No
     plt.close(fig)
 
 
-def markdown(args: argparse.Namespace, table: list[dict[str, Any]], png: str | None) -> str:
-    lines = [f"## Equal-latency comparison: {args.model}_{args.metric}", "",
-             f"Budget: {args.metric} ({args.engine}, batch {args.latency_batch}, 1 thread, widths rounded as "
-             f"`--round-to {args.round_to}` measures); {args.episodes} episodes ({args.warmup} warm-up), search "
-             f"seeds {args.seeds}; best policies fine-tuned {args.ft_epochs} distilled epochs (fine-tune seeds "
-             f"{args.ft_seeds}; the last column counts the fine-tunes that finished). Latency measured in the "
-             "report pass, one process, each policy interleaved with the original (median of 7 rounds). Mean ± "
-             "std over policies (latency, before) and over policies × fine-tune seeds (after). "
+def markdown(args: argparse.Namespace, table: list[dict[str, Any]], png: str | None, round_to: int) -> str:
+    lines = [f"## Equal-latency comparison: {args.tag}", "",
+             f"Budget: {args.metric} ({args.engine}, batch {args.latency_batch}, 1 thread, widths rounded to "
+             f"multiples of {round_to} (`--round-to {args.round_to}`)); {args.episodes} episodes ({args.warmup} "
+             f"warm-up), search seeds {args.seeds}; best policies fine-tuned {args.ft_epochs} distilled epochs "
+             f"(fine-tune seeds {args.ft_seeds}; the last column counts the fine-tunes that finished). Latency "
+             "measured in the report pass, one process, each policy interleaved with the original (median of 7 "
+             "rounds). Mean ± std over policies (latency, before) and over policies × fine-tune seeds (after). "
              f"CPU: {cpu_model()}.", "",
              "| budget | method | latency b1 | latency b64 | MACs | val before | test_rest before | "
              "test_rest after FT | fine-tunes |", "|---|---|---|---|---|---|---|---|---|"]
@@ -299,10 +305,17 @@ def markdown(args: argparse.Namespace, table: list[dict[str, Any]], png: str | N
                      f"{_cell(t['measured_b64'], digits=3)} | {_cell(t['macs_ratio'], digits=3)} | "
                      f"{_cell(t['val'])} | {_cell(t['test_rest'])} | {_cell(t['ft_test_rest'])} | "
                      f"{t['fine_tunes']} |")
+    chosen = [t for t in table if t.get("chosen")]
+    if chosen:
+        lines += ["", "What each `+select` run fine-tuned (its finalists: the search's best "
+                  f"{args.finalists} and the rules uniform-internal and uniform, each scored on val after "
+                  f"{args.select_steps} distilled steps × {args.select_batch} images):", ""]
+        lines += [f"- budget {t['budget']:g}, {t['method']}: " + "; ".join(t["chosen"]) for t in chosen]
     if png:
         lines += ["", f"![accuracy after fine-tuning against measured latency]({png})"]
     lines += ["", "Commands: `.venv/bin/python benchmarks/latency_compare.py "
               f"--model {args.model} --metric {args.metric} --methods {' '.join(args.methods)} "
+              + (f"--tag {args.tag} " if args.tag != f"{args.model}_{args.metric}" else "") +
               f"--round-to {args.round_to} --budgets {' '.join(f'{b:g}' for b in args.budgets)} "
               f"--seeds {' '.join(map(str, args.seeds))} "
               f"--ft-seeds {' '.join(map(str, args.ft_seeds))} --ft-epochs {args.ft_epochs} [--prepare | --shard i/n "
@@ -320,7 +333,7 @@ def main() -> None:
         print(f"round_to {round_to}; latency model {latency.coef}")
         return
     if args.report:
-        report(args, graph)
+        report(args, graph, round_to)
         return
     i, n = (int(v) for v in args.shard.split("/"))
     data = gnnrl.load_cifar(progress=False)

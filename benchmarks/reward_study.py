@@ -61,7 +61,11 @@ def measure(args: argparse.Namespace, i: int, episode: dict[str, Any], folder: P
     folder.mkdir(parents=True, exist_ok=True)
     done = folder / "result.json"
     if done.is_file():
-        return json.loads(done.read_text())
+        result = json.loads(done.read_text())
+        if args.select_steps and result.get("select_steps") != args.select_steps:  # a column added later
+            result.update(select_score(args, episode))
+            done.write_text(json.dumps(result, indent=2) + "\n")
+        return result
     data = load_cifar(progress=False)
     base = gnnrl.create(args.model, weights=default_weights(args.model))
     config = SearchConfig(env=EnvConfig(budget=args.budget))
@@ -93,9 +97,31 @@ def measure(args: argparse.Namespace, i: int, episode: dict[str, Any], folder: P
               "val_top1": top1, "val_loss": loss, "short_ft_val_top1": short.val_top1, "final_test_rest": final,
               "seconds": {"reward": t1 - t0, "short_ft": t2 - t1, "final_ft": time.perf_counter() - t2},
               "macs_ratio": episode["macs_ratio"]}
+    if args.select_steps:
+        result.update(select_score(args, episode))
     done.write_text(json.dumps(result, indent=2) + "\n")
     print(result, flush=True)
     return result
+
+
+def select_score(args: argparse.Namespace, episode: dict[str, Any]) -> dict[str, Any]:
+    """The score `gnnrl compress` selects its finalists by (`gnnrl.selection.score`: `--select-steps` distilled
+    steps × 64 images, no augmentation, one seed for all, then val top-1), for this policy."""
+    import gnnrl
+    from gnnrl.data import load_cifar
+    from gnnrl.env import EnvConfig
+    from gnnrl.paths import default_weights
+    from gnnrl.search import SearchConfig, make_env
+    from gnnrl.selection import Candidate, score, selection_tune_set
+
+    data = load_cifar(progress=False)
+    base = gnnrl.create(args.model, weights=default_weights(args.model))
+    config = SearchConfig(env=EnvConfig(budget=args.budget))
+    env = make_env(base, data, config)
+    tune = selection_tune_set(base, data, config.val_from, args.select_steps, 64)
+    cand = Candidate("p", tuple(episode["removed"]), episode["val_top1"], episode["macs_ratio"], episode["macs_ratio"])
+    fin = score(env, cand, tune, args.select_steps, 64)
+    return {"select_steps": args.select_steps, "select_val_top1": fin.tuned_top1, "select_seconds": fin.seconds}
 
 
 def report(args: argparse.Namespace, chosen: list[dict[str, Any]], folder: Path) -> None:
@@ -110,13 +136,18 @@ def report(args: argparse.Namespace, chosen: list[dict[str, Any]], folder: Path)
     final = [r["final_test_rest"] for r in rows]
     rewards = {"val_top1": [r["val_top1"] for r in rows], "val_loss": [-r["val_loss"] for r in rows],
                "short_ft": [r["short_ft_val_top1"] for r in rows]}
+    if rows and all("select_val_top1" in r for r in rows):
+        rewards["selection"] = [r["select_val_top1"] for r in rows]
     top = sorted(range(len(rows)), key=lambda k: rows[k]["val_top1"])[len(rows) // 2:]
     corr = {k: spearman(v, final) for k, v in rewards.items()}
     corr_top = {k: spearman([v[t] for t in top], [final[t] for t in top]) for k, v in rewards.items()}
     cost = {k: float(np.mean([r["seconds"][s] for r in rows])) for k, s in
             (("val_top1", "reward"), ("val_loss", "reward"), ("short_ft", "short_ft"))}
+    if "selection" in rewards:
+        cost["selection"] = float(np.mean([r["select_seconds"] for r in rows]))
     out = {"model": args.model, "budget": args.budget, "history": str(args.history), "ft_epochs": args.ft_epochs,
-           "short_steps": args.short_steps, "rows": rows, "spearman": corr, "spearman_top_half": corr_top,
+           "short_steps": args.short_steps,
+           "select_steps": args.select_steps, "rows": rows, "spearman": corr, "spearman_top_half": corr_top,
            "mean_seconds": cost}
     write_json(ROOT / "benchmarks" / "results" / f"reward_study_{args.tag}.json", out)
     title = f"Reward study ({args.model}, {len(rows)} policies)" if args.tag == args.model else \
@@ -124,16 +155,22 @@ def report(args: argparse.Namespace, chosen: list[dict[str, Any]], folder: Path)
     lines = [f"## {title}", "",
              f"`python benchmarks/reward_study.py --model {args.model} --budget {args.budget:g} --history "
              f"{args.history} --n {args.n} --ft-epochs {args.ft_epochs} --short-steps {args.short_steps}"
+             + (f" --select-steps {args.select_steps}" if "selection" in rewards else "")
              + (f" --tag {args.tag}" if args.tag != args.model else "") + "` "
              f"(benchmarks/results/reward_study_{args.tag}.json). Policies: quantiles of the validation "
              "accuracy over one search's episodes. Final = test_rest top-1 after a "
              f"{args.ft_epochs}-epoch distilled fine-tune (as in the method comparison). Short fine-tune = "
-             f"{args.short_steps} distilled SGD steps of 128 images, then validation top-1.", "",
-             "| policy (episode) | MACs | val top-1 (reward) | −val loss | short FT val | final test_rest |",
-             "|---|---|---|---|---|---|"]
+             f"{args.short_steps} distilled SGD steps of 128 images, then validation top-1." +
+             (f" Selection = the score `gnnrl compress` picks its finalists by (`gnnrl.selection.score`: "
+              f"{args.select_steps} distilled steps of 64 images, then validation top-1)." if "selection" in rewards
+              else ""), "",
+             "| policy (episode) | MACs | val top-1 (reward) | −val loss | short FT val |" +
+             (" selection |" if "selection" in rewards else "") + " final test_rest |",
+             "|---|---|---|---|---|---|" + ("---|" if "selection" in rewards else "")]
     for r in sorted(rows, key=lambda r: r["val_top1"]):
+        sel = f" {r['select_val_top1']:.2f} |" if "selection" in rewards else ""
         lines.append(f"| {r['episode']} | {r['macs_ratio']:.3f} | {r['val_top1']:.2f} | {-r['val_loss']:.3f} | "
-                     f"{r['short_ft_val_top1']:.2f} | {r['final_test_rest']:.2f} |")
+                     f"{r['short_ft_val_top1']:.2f} |{sel} {r['final_test_rest']:.2f} |")
     lines += ["", "| reward | Spearman with final (all) | Spearman (top half by reward) | seconds per policy |",
               "|---|---|---|---|"]
     for k in rewards:
@@ -150,6 +187,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--ft-epochs", type=int, default=1)
     p.add_argument("--short-steps", type=int, default=200)
+    p.add_argument("--select-steps", type=int, default=0,
+                   help="also the finalists' selection score after this many steps (0: not measured)")
     p.add_argument("--shard", default="0/1", help="I/N: measure every N-th policy starting at I")
     p.add_argument("--report", action="store_true", help="only gather finished policies and write the results")
     p.add_argument("--tag", help="names the run folder, result file and doc section (default: the model)")

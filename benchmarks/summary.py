@@ -18,8 +18,8 @@ PAPER = {  # Table 1 of the paper: test top-1 % after its fine-tune, at (about) 
     "resnet20": {"gnnrl": 91.31, "amc": 86.4, "uniform": 84.0},
     "resnet56": {"gnnrl": 93.49, "amc": 90.2, "uniform": 87.5},
 }
-METHODS = ("gnnrl", "gnnrl+tuned", "amc", "random", "uniform", "uniform-internal")
-OURS = ("gnnrl", "gnnrl+tuned")
+METHODS = ("gnnrl", "gnnrl+tuned", "gnnrl+select", "amc", "random", "uniform", "uniform-internal")
+OURS = ("gnnrl", "gnnrl+tuned", "gnnrl+select")
 """the variants judged against the best of the other methods"""
 
 
@@ -42,11 +42,12 @@ def comparisons() -> list[dict[str, Any]]:
                     for s in d["summary"] if s["budget"] == budget and s.get("ft_test_rest")}
             if not rows:  # searched, not fine-tuned yet
                 continue
-            what = (f"{budget:g} of the {d['engine']} latency (batch 1)" if d["metric"] == "latency"
-                    else f"{budget:.0%} of the MACs")
+            widths = f", widths ×{d['round_to']}" if d.get("round_to") else ""
+            what = (f"{budget:g} of the {d['engine']} latency (batch 1{widths}, {d['cpu']})" if d["metric"] == "latency"
+                    else f"{budget:.0%} of the MACs{widths}")
             found.append({"model": d["model"], "budget": what, "ft": d["ft_epochs"], "searches": len(d["seeds"]),
                           "rows": rows, "source": path.name,
-                          "section": f"Equal-latency comparison: {d['model']}_{d['metric']}"})
+                          "section": f"Equal-latency comparison: {d.get('tag', d['model'] + '_' + d['metric'])}"})
     return found
 
 
