@@ -314,7 +314,12 @@ def test_a_timm_model_goes_through_compress_and_back(cifar: Cifar, tmp_path: Pat
 
     torch.manual_seed(0)
     model = gnnrl.create("timm/resnet18", num_classes=10)
-    compress(model, cifar, tmp_path / "run", _tiny_compress(), progress=False)
+    from dataclasses import replace
+
+    # (and the paper's way: the search's best fine-tuned, no selection)
+    compress(model, cifar, tmp_path / "run", replace(_tiny_compress(), finalists=0), progress=False)
+    run = tmp_path / "run"
+    assert not (run / "select").exists() and "Selection:" not in (run / "report.md").read_text()
     back = gnnrl.load(tmp_path / "run" / "model.safetensors")
     assert back.gnnrl_lineage.spec["name"] == "timm/resnet18"
     assert _onnx_matches(back, tmp_path / "run" / "model.onnx")
