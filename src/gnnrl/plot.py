@@ -1,5 +1,6 @@
-"""Plots (matplotlib): the hierarchical graph (its top level and one instance of every motif type), and a
-search's rewards per episode."""
+"""Plots (matplotlib), each written atomically as a PNG: the hierarchical graph (its top level and one instance of
+every motif type), a search's rewards per episode, and a compress run's report figures (kept channels per layer,
+the search's trade-off, the fine-tune's curves)."""
 
 from __future__ import annotations
 
@@ -109,3 +110,86 @@ def plot_rewards(history: list[dict[str, Any]], path: Path, warmup: int, uniform
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, dpi=100, format="png"))
     plt.close(fig)
+
+
+def _savefig(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def plot_ratios(layers: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Per conv/linear layer: original width and kept channels; layers sharing a coupled group are marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.22 * len(layers)), 4.2))
+    xs = range(len(layers))
+    ax.bar(xs, [x["original"] for x in layers], color="0.85", label="original width")
+    colors = ["tab:orange" if x["coupled"] else "tab:blue" for x in layers]
+    ax.bar(xs, [x["kept"] for x in layers], color=colors)
+    ax.set_xticks(list(xs), [x["name"] for x in layers], rotation=90, fontsize=6)
+    ax.set_ylabel("output channels")
+    ax.set_title(title, fontsize=9)
+    ax.legend(handles=[Patch(color="0.85", label="original width"), Patch(color="tab:blue", label="kept"),
+                       Patch(color="tab:orange", label="kept (residual/concat-coupled group: one ratio for all)")],
+              fontsize=7, loc="upper left")
+    _savefig(fig, path)
+
+
+def plot_pareto(history: list[dict[str, Any]], path: Path, uniform: tuple[float, float] | None,
+                x_key: str = "macs_ratio") -> None:
+    """Validation top-1 against the MACs (or predicted latency, `x_key`) ratio of every searched episode, with the
+    best and the uniform baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    styles = {"warmup": ("0.6", "warm-up (random)"), "agent": ("tab:blue", "agent"),
+              "random": ("tab:purple", "random search"), "heuristic": ("tab:orange", "heuristic")}
+    for phase, (color, label) in styles.items():
+        rows = [r for r in history if r.get("phase", "agent") == phase]
+        if rows:
+            ax.scatter([r.get(x_key) for r in rows], [r["val_top1"] for r in rows], s=12, color=color,
+                       alpha=0.7, label=label)
+    best = max(history, key=lambda r: r["val_top1"])
+    ax.scatter([best.get(x_key)], [best["val_top1"]], marker="*", s=160, color="tab:red",
+               label=f"best ({best['val_top1']:.2f} %, episode {best['episode']})", zorder=3)
+    if uniform is not None:
+        ax.scatter([uniform[0]], [uniform[1]], marker="s", s=50, color="tab:green",
+                   label=f"uniform L1 ({uniform[1]:.2f} %)", zorder=3)
+    ax.set_xlabel("MACs of the pruned network / original" if x_key == "macs_ratio"
+                  else "predicted latency of the pruned network / original")
+    ax.set_ylabel("val top-1 before fine-tuning (%)")
+    ax.legend(fontsize=7, loc="lower right")
+    _savefig(fig, path)
+
+
+def plot_finetune(history: list[dict[str, Any]], path: Path, original_val: float | None = None) -> None:
+    """Training loss and validation top-1 per fine-tuning epoch; the unpruned model's val top-1 for reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ep = [r["epoch"] for r in history]
+    ax.plot(ep, [r["train/loss"] for r in history], "o-", color="tab:blue", label="train loss")
+    ax.set_xlabel("fine-tuning epoch")
+    ax.set_ylabel("train loss", color="tab:blue")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2 = ax.twinx()
+    ax2.plot(ep, [r["val/top1"] for r in history], "s-", color="tab:red", label="val top-1")
+    if original_val is not None:
+        ax2.axhline(original_val, color="tab:red", ls="--", lw=1, label=f"unpruned ({original_val:.2f} %)")
+        ax2.legend(fontsize=7, loc="center right")
+    ax2.set_ylabel("val top-1 (%)", color="tab:red")
+    _savefig(fig, path)
