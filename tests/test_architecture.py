@@ -71,3 +71,15 @@ def test_no_import_circle() -> None:
     edges = import_graph()
     assert len(edges) > 40 and "gnnrl.ops.registry" in edges["gnnrl.ops.conv"]  # the graph was read
     assert circles(edges) == []
+
+
+def test_import_and_cli_parser_do_not_load_pyg() -> None:
+    """`import gnnrl` and building the CLI (`gnnrl --help`, `gnnrl info`) leave PyTorch Geometric unloaded: it costs
+    seconds at start-up and only an agent's m-GNN needs it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, gnnrl, gnnrl.cli; gnnrl.cli.build_parser(); "
+            "print('torch_geometric' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

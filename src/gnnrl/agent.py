@@ -11,8 +11,9 @@ actor step, soft update.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -20,8 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import DDPGConfig
-from .gnn import Encoding, MultiStageEncoder
 from .hierarchy import Hierarchy
+
+if TYPE_CHECKING:  # PyG is imported when an agent is built, not by `import gnnrl` or `gnnrl --help` (seconds)
+    from .gnn import Encoding, MultiStageEncoder
 
 
 class Batch(NamedTuple):
@@ -114,6 +117,8 @@ class Actor(nn.Module):
     def __init__(self, hierarchy: Hierarchy, group_ids: list[int], num_groups: int, cfg: DDPGConfig,
                  descriptors: np.ndarray | None = None) -> None:
         super().__init__()
+        from .gnn import MultiStageEncoder
+
         self.encoder = MultiStageEncoder(hierarchy, cfg.channels, cfg.gnn_layers, num_groups)
         self.head = cfg.head
         self.register_buffer("group_ids", torch.tensor(group_ids), persistent=False)
@@ -148,6 +153,8 @@ class Critic(nn.Module):
     def __init__(self, hierarchy: Hierarchy, group_ids: list[int], num_groups: int, cfg: DDPGConfig,
                  descriptors: np.ndarray | None = None) -> None:
         super().__init__()
+        from .gnn import MultiStageEncoder
+
         self.encoder = MultiStageEncoder(hierarchy, cfg.channels, cfg.gnn_layers, num_groups)
         self.kind = cfg.critic
         self.register_buffer("group_ids", torch.tensor(group_ids), persistent=False)
@@ -202,7 +209,7 @@ def encode(encoder: MultiStageEncoder, states: Tensor) -> Encoding:
     flat = states.reshape(states.shape[0], -1)
     unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
     enc = encoder(unique.view(-1, *states.shape[1:]))
-    return Encoding(enc.g[inverse], enc.groups[inverse])
+    return dataclasses.replace(enc, g=enc.g[inverse], groups=enc.groups[inverse])
 
 
 def polyak_update(source: nn.Module, target: nn.Module, tau: float) -> None:
