@@ -122,20 +122,27 @@ class Stage(nn.Module):
         return self.pool(h, slot, batch, num_graphs), h
 
 
-@dataclass
-class _Level:
-    """Flattened structure of one hierarchy level (one state); replicated per batch element in forward."""
+_LEVEL_TENSORS = ("edge_index", "slot", "batch", "child_kind", "child_index")
+
+
+class _Level(nn.Module):
+    """Flattened structure of one hierarchy level (one state); replicated per batch element in forward. Its index
+    tensors are non-persistent buffers: they move with `.to(device)`, stay integers under dtype casts, and are not
+    in the state dict (checkpoints hold only the learned weights)."""
 
     edge_index: Tensor  # (2, E) local to this level's node list
     slot: Tensor  # (N,) pooling slot of every node
     batch: Tensor  # (N,) graph of every node
     child_kind: Tensor  # (E,) 0: primitive edge, 1: graph of the level below
     child_index: Tensor  # (E,) index of that edge / graph
-    num_nodes: int
-    num_graphs: int
 
-
-_LEVEL_TENSORS = ("edge_index", "slot", "batch", "child_kind", "child_index")
+    def __init__(self, edge_index: Tensor, slot: Tensor, batch: Tensor, child_kind: Tensor, child_index: Tensor,
+                 num_nodes: int, num_graphs: int) -> None:
+        super().__init__()
+        for name, t in zip(_LEVEL_TENSORS, (edge_index, slot, batch, child_kind, child_index), strict=True):
+            self.register_buffer(name, t, persistent=False)
+        self.num_nodes = num_nodes
+        self.num_graphs = num_graphs
 
 
 @dataclass
@@ -164,8 +171,7 @@ class MultiStageEncoder(nn.Module):
                  num_groups: int | None = None) -> None:
         super().__init__()
         self.channels = channels
-        self.levels: list[_Level] = []
-        stages = []
+        levels, stages = [], []
         for t, graphs in enumerate(hierarchy.levels):
             types = list(dict.fromkeys(g.motif for g in graphs))
             sizes = [next(len(g.nodes) for g in graphs if g.motif == k) for k in types]
@@ -181,24 +187,16 @@ class MultiStageEncoder(nn.Module):
                 slot.extend(offset[g.motif] + i for i in range(len(g.nodes)))
                 batch.extend([gi] * len(g.nodes))
                 base += len(g.nodes)
-            self.levels.append(_Level(torch.tensor([src, dst], dtype=torch.long).reshape(2, -1),
+            levels.append(_Level(torch.tensor([src, dst], dtype=torch.long).reshape(2, -1),
                                       torch.tensor(slot), torch.tensor(batch), torch.tensor(kind),
                                       torch.tensor(index), base, len(graphs)))
             stages.append(Stage(NUM_EDGE_FEATURES if t == 0 else channels, channels, layers, sizes))
+        self.levels = nn.ModuleList(levels)
         self.stages = nn.ModuleList(stages)
         # primitive edges appearing above the lowest level (levels=3) are projected to the hidden size
         mixed = any(bool((lvl.child_kind == 0).any()) for lvl in self.levels[1:])
         self.raw_proj = nn.Linear(NUM_EDGE_FEATURES, channels) if mixed else None
         self._group_index(hierarchy, num_groups)
-
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def, override]
-        """`.to(device)`, `.cuda()`…: the levels' index tensors move with the parameters (they are not buffers
-        so that checkpoints stay as they were; dtype casts leave integer tensors alone)."""
-        super()._apply(fn, recurse)
-        for lvl in self.levels:
-            for name in _LEVEL_TENSORS:
-                setattr(lvl, name, fn(getattr(lvl, name)))
-        return self
 
     def _group_index(self, h: Hierarchy, num_groups: int | None) -> None:
         """For each channel group, the (level, src node, dst node) of the primitive edges producing it."""
