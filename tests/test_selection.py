@@ -96,6 +96,9 @@ def test_select_ranks_resumes_and_writes_a_policy_that_replays(setup, tmp_path: 
     assert again[0].candidate == pool[1] and again[0].tuned_top1 == 99.5
     assert {f.candidate.name: f.tuned_top1 for f in again}[pool[2].name] == \
         {f.candidate.name: f.tuned_top1 for f in ranked}[pool[2].name]
+    # scored another way (more steps), a saved score no longer stands
+    other_way = select(env, pool[:2], tune, STEPS + 1, BATCH, out=tmp_path)
+    assert 99.5 not in [f.tuned_top1 for f in other_way]
     # the winner's policy file replays exactly the winner's channels
     policy = chosen_policy(_policy(model), env, again)
     assert policy["selection"]["chosen"] == pool[1].name and len(policy["selection"]["finalists"]) == len(pool)

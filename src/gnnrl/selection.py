@@ -113,7 +113,8 @@ def select(env: DNNGraphEnv, pool: Sequence[Candidate], tune: TuneSet, steps: in
            seed: int = 0, out: Path | None = None, progress: bool = False,
            on_score: Callable[[Finalist], None] | None = None) -> list[Finalist]:
     """Every candidate of `pool` scored (`score`), best first (ties: the higher reward, then the earlier
-    candidate). With `out`, each score is kept in out/finalist-<i>.json and reused by a rerun."""
+    candidate). With `out`, each score is kept in out/finalist-<i>.json and reused by a rerun that scores the same
+    policy with the same steps, batch size and seed."""
     done: list[Finalist] = []
     bar = progress_bar(progress, counts=True)
     task = bar.add_task("select", total=len(pool), info="")
@@ -121,12 +122,14 @@ def select(env: DNNGraphEnv, pool: Sequence[Candidate], tune: TuneSet, steps: in
         for i, cand in enumerate(pool):
             path = out / f"finalist-{i}.json" if out else None
             saved = json.loads(path.read_text()) if path is not None and path.is_file() else None
-            if saved is not None and tuple(saved["candidate"]["removed"]) == cand.removed:
+            how = {"steps": steps, "batch_size": batch_size, "seed": seed}
+            if saved is not None and tuple(saved["candidate"]["removed"]) == cand.removed and \
+                    saved.get("how") == how:  # the same policy scored the same way: its score stands
                 fin = Finalist(cand, saved["tuned_top1"], saved["seconds"])
             else:
                 fin = score(env, cand, tune, steps, batch_size, seed)
                 if path is not None:
-                    write_json(path, finalist_dict(fin))
+                    write_json(path, {**finalist_dict(fin), "how": how})
             done.append(fin)
             if on_score is not None:
                 on_score(fin)
