@@ -87,13 +87,15 @@ def test_compress_a_torchvision_model_with_a_weights_file_on_streamed_images(ima
     out = tmp_path / "run"
     code = main(["compress", "--model", "resnet18", "--weights", str(weights), "--data", str(imagenet_like),
                  "--budget", "0.5", "--episodes", "3", "--warmup", "1", "--ft-epochs", "1", "--batch-size", "8",
-                 "--val-size", "9", "--bn-recal", "6", "--latency-batch-sizes", "1", "--out", str(out), "--quiet"])
+                 "--val-size", "9", "--bn-recal", "6", "--latency-batch-sizes", "1", "--finalists", "1",
+                 "--finalist-steps", "2", "--finalist-batch", "4", "--out", str(out), "--quiet"])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     ev = json.loads((out / "eval.json").read_text())
     assert ev["images"] == {"val": 9, "test_rest": 9}
     assert 0.45 <= ev["cost"]["macs_ratio"] <= 0.5
     assert (out / "model.onnx").stat().st_size > 0 and report
+    assert json.loads((out / "select" / "policy.json").read_text())["selection"]["finalists"]  # streamed images too
     history = json.loads((out / "finetune" / "train.json").read_text())["history"]
     assert len(history) == 1 and 0 <= history[0]["val/top1"] <= 100
 

@@ -27,6 +27,7 @@ from .data import Cifar
 from .env import DNNGraphEnv, removed_key
 from .evaluate import evaluate
 from .files import write_json
+from .folder import FolderDataset, FolderSplit
 from .methods.heuristic import RULES
 from .progress import progress_bar
 from .proxy import TuneSet, short_finetune, tune_set
@@ -58,11 +59,19 @@ class Finalist:
     seconds: float
 
 
-def selection_tune_set(teacher: Any, data: Cifar, val_from: str, steps: int, batch_size: int) -> TuneSet:
-    """The finalists' tune set: class-balanced training images, enough for `steps` batches without repeats (the
-    whole training split when that is fewer), with `teacher`'s logits on them."""
+STREAMED_TUNE_IMAGES = 4096
+"""at most this many images of a streamed ImageFolder are held in memory for the finalists (uint8, ~0.6 GB at 224²);
+batches are then drawn from them with repeats"""
+
+
+def selection_tune_set(teacher: Any, data: Cifar | FolderDataset, val_from: str, steps: int,
+                       batch_size: int) -> TuneSet:
+    """The finalists' tune set: class-balanced training images, enough for `steps` batches without repeats (fewer
+    when the training split is smaller, or streamed from files: `STREAMED_TUNE_IMAGES`), with `teacher`'s logits."""
     train = data.split("train", val_from=val_from)
-    images = train.balanced_subset(steps * batch_size, seed=3) if steps * batch_size < len(train.labels) else train
+    limit = STREAMED_TUNE_IMAGES if isinstance(train, FolderSplit) else len(train.labels)
+    n = min(steps * batch_size, limit)
+    images = train.balanced_subset(n, seed=3) if n < len(train.labels) else train
     return tune_set(teacher, images.images, images.labels, images.mean, images.std)
 
 
