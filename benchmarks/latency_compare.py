@@ -69,6 +69,9 @@ def parse() -> argparse.Namespace:
                     help="fine-tune only these pieces (their searches must be done), in this order")
     ap.add_argument("--prepare", action="store_true", help="only fit the shared latency model and granularity")
     ap.add_argument("--report", action="store_true", help="no new searches or fine-tunes: time and tabulate")
+    ap.add_argument("--reuse-timing", action="store_true",
+                    help="--report: keep the latencies the result file already holds for the same policies (timed "
+                    "on a quiet machine) and time only new ones")
     ap.add_argument("--tag", help="names the result file, plot and doc section (default: MODEL_METRIC); the runs "
                     "folder stays runs/latency_compare/MODEL_METRIC")
     args = ap.parse_args()
@@ -210,15 +213,27 @@ def report(args: argparse.Namespace, graph: Any, round_to: int) -> None:
     """Time every policy on the engine (batch 1 and 64, interleaved with the original), then tabulate and plot."""
     searches, _ = pieces(args)
     rows = []
+    saved = ROOT / "benchmarks" / "results" / f"latency_compare_{args.tag}.json"
+    before = {(r["budget"], r["method"], r["seed"]): r for r in json.loads(saved.read_text())["rows"]} \
+        if args.reuse_timing and saved.is_file() else {}
+    timed: dict[str, dict[str, float]] = {}  # one timing per distinct policy, the saved ones first
+    for (budget, method, seed), old in before.items():
+        path = folder(args, budget, method, seed) / "search" / "policy.json"
+        if "measured_b1" in old and path.is_file():
+            timed.setdefault(json.dumps(read_policy(path)["removed"], sort_keys=True),
+                             {k: old[k] for k in ("measured_b1", "measured_b64")})
     for budget, method, seed in searches:
         out = folder(args, budget, method, seed)
         if not (out / "row.json").is_file():
             continue
         row = json.loads((out / "row.json").read_text())
-        plan = apply_policy(gnnrl.create(args.model, weights=default_weights(args.model)),
-                            read_policy(out / "search" / "policy.json")).plan
-        for batch in (1, 64):
-            row[f"measured_b{batch}"] = engine_ratio(graph, plan, Engine(args.engine, 1, batch), rounds=7)
+        policy = read_policy(out / "search" / "policy.json")
+        key = json.dumps(policy["removed"], sort_keys=True)
+        if key not in timed:
+            plan = apply_policy(gnnrl.create(args.model, weights=default_weights(args.model)), policy).plan
+            timed[key] = {f"measured_b{b}": engine_ratio(graph, plan, Engine(args.engine, 1, b), rounds=7)
+                          for b in (1, 64)}
+        row.update(timed[key])
         seeds = {*args.ft_seeds, *(args.searched_ft_seeds or [])}
         row["ft"] = {f: json.loads(p.read_text())["test_rest"] for f in sorted(seeds)
                      if (p := out / f"ft{args.ft_epochs}-f{f}.json").is_file()}
@@ -270,7 +285,8 @@ def plot(rows: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> No
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    colors = dict(zip(args.methods, ("tab:red", "tab:blue", "tab:gray", "tab:green", "tab:purple", "tab:orange"),
+    colors = dict(zip(args.methods, ("tab:red", "tab:blue", "tab:gray", "tab:green", "tab:purple", "tab:orange",
+                                        "tab:brown", "tab:olive", "tab:cyan"),
                       strict=False))
     markers = dict(zip(args.budgets, "os^D", strict=False))
     for r in rows:
