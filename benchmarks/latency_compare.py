@@ -38,7 +38,7 @@ from gnnrl.methods import method_spec
 from gnnrl.paths import default_weights
 from gnnrl.policy import apply_policy, read_policy
 from gnnrl.search import SearchConfig, evaluate_policy, make_env, search
-from gnnrl.selection import candidates, chosen_policy, select, selection_tune_set
+from gnnrl.selection import select_after_search
 
 
 def parse() -> argparse.Namespace:
@@ -160,11 +160,9 @@ def run_selection(args: argparse.Namespace, data: Any, latency: Any, round_to: i
     config = config_for(args, base, seed, budget, round_to)
     env = make_env(model, data, config, latency)
     t = time.perf_counter()
-    history = [json.loads(line) for line in (searched / "history.jsonl").read_text().splitlines()]
-    pool = candidates(env, history, args.finalists)
-    tune = selection_tune_set(model, data, config.val_from, args.select_steps, args.select_batch)
-    ranked = select(env, pool, tune, args.select_steps, args.select_batch, out=out / "select")
-    policy = chosen_policy(json.loads((searched / "policy.json").read_text()), env, ranked)
+    policy, ranked = select_after_search(env, model, data, searched, top=args.finalists, steps=args.select_steps,
+                                         batch_size=args.select_batch, val_from=config.val_from,
+                                         out=out / "select")
     write_json(out / "search" / "policy.json", policy)
     win = ranked[0].candidate
     val, before = (evaluate_policy(env, list(win.removed), data.split(s)).top1 for s in ("val", "test_rest"))

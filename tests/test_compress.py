@@ -334,13 +334,14 @@ def test_when_the_baseline_policy_is_chosen_its_finetune_is_not_repeated(cifar: 
     import importlib
 
     comp = importlib.import_module("gnnrl.compress")  # (the package's `gnnrl.compress` is the function)
-    real = comp.select
+    sel = importlib.import_module("gnnrl.selection")
+    real = sel.select
 
     def baseline_first(*args, **kw):  # type: ignore[no-untyped-def]
         ranked = real(*args, **kw)
         return sorted(ranked, key=lambda f: "uniform-internal" not in f.candidate.name)
 
-    monkeypatch.setattr(comp, "select", baseline_first)
+    monkeypatch.setattr(sel, "select", baseline_first)
     config = dataclasses.replace(_tiny_compress(), baseline=True)
     comp.compress(r20(), cifar, tmp_path / "run", config, progress=False)
     run = tmp_path / "run"

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import socket
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +20,7 @@ from gnnrl.cli import main
 from gnnrl.data import Cifar
 from gnnrl.env import EnvConfig
 from gnnrl.errors import GnnrlError
-from gnnrl.parallel import ParallelConfig, check_reachable, make_evaluator
+from gnnrl.parallel import EvalWorker, ParallelConfig, check_reachable, make_evaluator
 from gnnrl.paths import default_weights
 from gnnrl.search import SearchConfig, search
 
@@ -87,9 +90,33 @@ def ray_local():  # type: ignore[no-untyped-def]
     ray.shutdown()
 
 
+def faulty_worker(fault: dict) -> type[EvalWorker]:
+    """An evaluation actor that misbehaves as `fault` says: random delays (jitter_s); exiting on the on_call-th
+    call unless the file once_marker exists, creating it (once); exiting on every call while while_exists exists.
+    Defined in a function, so Ray's pickler ships the class itself to the actors, not a reference to this module."""
+
+    class FaultyWorker(EvalWorker):
+        calls = 0
+
+        def evaluate(self, removed: list[int]) -> Any:
+            self.calls += 1
+            if fault.get("jitter_s"):
+                time.sleep(fault["jitter_s"] * int.from_bytes(os.urandom(2), "little") / 65535)
+            once = fault.get("once_marker")
+            if once is not None and self.calls == fault.get("on_call", 1) and not Path(once).exists():
+                Path(once).touch()
+                os._exit(1)
+            if fault.get("while_exists") and Path(fault["while_exists"]).exists():
+                os._exit(1)
+            return super().evaluate(removed)
+
+    return FaultyWorker
+
+
 def with_fault(monkeypatch: pytest.MonkeyPatch, fault: dict) -> None:
-    """Make the search's Ray workers misbehave as `fault` says (see `EvalWorker._maybe_die`)."""
-    monkeypatch.setattr(search_module, "make_evaluator", lambda env, model, par: make_evaluator(env, model, par, fault))
+    """Make the search's Ray workers misbehave as `fault` says (`faulty_worker`)."""
+    monkeypatch.setattr(search_module, "make_evaluator",
+                        lambda env, model, par: make_evaluator(env, model, par, faulty_worker(fault)))
 
 
 def test_two_ray_workers_give_the_local_result_whatever_their_timing(

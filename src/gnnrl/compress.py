@@ -55,7 +55,7 @@ from .prune import PrunedModel
 from .report import write_report
 from .saving import load, save
 from .search import LEGACY, SearchConfig, episodes_to_run, make_env, recal_split, search
-from .selection import candidates, chosen_policy, select, selection_tune_set
+from .selection import select_after_search
 from .train import TrainConfig, TrainResult, check_config
 
 STAGES = ("search", "prune", "finetune", "evaluate", "export", "report")
@@ -282,15 +282,11 @@ def _select_stage(model: nn.Module, data: Cifar, config: CompressConfig, out: Pa
     saved = searched.get("latency")
     latency = latency_from_dict(saved["model"]) if saved and saved.get("model") else None
     env = make_env(model, data, config.search, latency)  # the search's budget, rounding and latency model
-    history = [json.loads(line) for line in (out / "search" / "history.jsonl").read_text().splitlines() if line]
-    pool = candidates(env, history, config.finalists)
-    say(f"[1/6] select: {len(pool)} finalists (the search's best {config.finalists} and the simple rules), each "
-        f"scored on val after {config.finalist_steps} distilled steps")
-    tune = selection_tune_set(model, data, config.search.val_from, config.finalist_steps, config.finalist_batch)
-    ranked = select(env, pool, tune, config.finalist_steps, config.finalist_batch, seed=config.finetune.seed,
-                    out=sdir, progress=progress)
-    say(f"      chosen: {ranked[0].candidate.name} ({ranked[0].tuned_top1:.2f} % after the short fine-tune)")
-    write_json(chosen, chosen_policy(searched, env, ranked))
+    policy, _ = select_after_search(env, model, data, out / "search", top=config.finalists,
+                                    steps=config.finalist_steps, batch_size=config.finalist_batch,
+                                    val_from=config.search.val_from, seed=config.finetune.seed, out=sdir,
+                                    progress=progress, say=lambda s: say(f"[1/6] select: {s}"))
+    write_json(chosen, policy)
     return chosen
 
 

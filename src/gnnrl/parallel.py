@@ -19,7 +19,6 @@ import os
 import socket
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -133,8 +132,7 @@ def import_ray() -> Any:
 class EvalWorker:
     """A Ray actor: one copy of the environment, evaluating one policy per call."""
 
-    def __init__(self, shared: list[Any], env_config: Any, latency: dict[str, Any] | None, threads: int,
-                 fault: dict[str, Any] | None = None) -> None:
+    def __init__(self, shared: list[Any], env_config: Any, latency: dict[str, Any] | None, threads: int) -> None:
         import ray
 
         from .env import DNNGraphEnv
@@ -151,8 +149,6 @@ class EvalWorker:
         if torch.cuda.is_available() and _assigned_gpus():
             self.env.device = torch.device("cuda")
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self.fault = fault or {}
-        self.calls = 0
 
     def signature(self) -> str:
         """`env_signature` of this worker's environment."""
@@ -160,22 +156,8 @@ class EvalWorker:
 
     def evaluate(self, removed: list[int]) -> Evaluation:
         """The accuracy of one policy."""
-        self.calls += 1
-        self._maybe_die()
         accuracy = self.env.evaluate_removed(np.asarray(removed, dtype=np.int64))
         return Evaluation(accuracy, **self.env.timing, worker=self.name)
-
-    def _maybe_die(self) -> None:
-        """Fault injection for the tests: random delays; exiting on the n-th call unless a marker file exists
-        (creating it: once); exiting on every call while a file exists."""
-        if self.fault.get("jitter_s"):
-            time.sleep(self.fault["jitter_s"] * int.from_bytes(os.urandom(2), "little") / 65535)
-        once = self.fault.get("once_marker")
-        if once is not None and self.calls == self.fault.get("on_call", 1) and not Path(once).exists():
-            Path(once).touch()
-            os._exit(1)
-        if self.fault.get("while_exists") and Path(self.fault["while_exists"]).exists():
-            os._exit(1)
 
 
 def _assigned_gpus() -> list[Any]:
@@ -188,7 +170,7 @@ class RayEvaluator:
     """Evaluates a round's policies on `ParallelConfig.workers` Ray actors, scheduled as they become free."""
 
     def __init__(self, env: DNNGraphEnv, model: nn.Module, parallel: ParallelConfig,
-                 fault: dict[str, Any] | None = None) -> None:
+                 worker: type[EvalWorker] = EvalWorker) -> None:
         ray = import_ray()
         t0 = time.perf_counter()
         self.ray = ray
@@ -197,7 +179,7 @@ class RayEvaluator:
             self.started = True
             _init_ray(ray, parallel)
         try:
-            self.actors = self._start(env, model, parallel, fault)
+            self.actors = self._start(env, model, parallel, worker)
         except BaseException:
             self.close()
             raise
@@ -205,7 +187,7 @@ class RayEvaluator:
         """seconds to start Ray and the actors (each builds its environment)"""
 
     def _start(self, env: DNNGraphEnv, model: nn.Module, parallel: ParallelConfig,
-               fault: dict[str, Any] | None) -> list[Any]:
+               worker_class: type[EvalWorker]) -> list[Any]:
         from .data import Split
         from .folder import FolderSplit
 
@@ -218,8 +200,8 @@ class RayEvaluator:
         # kept alive for restarts
         self.shared = [ray.put(x) for x in (model, val, (env.recal_images, env.recal_norm), env.tune)]
         latency = env.latency.to_dict() if env.latency is not None else None
-        worker = ray.remote(num_cpus=parallel.cpus_per_worker, num_gpus=parallel.gpus_per_worker)(EvalWorker)
-        self.new_actor = lambda: worker.remote(self.shared, env.config, latency, parallel.cpus_per_worker, fault)
+        worker = ray.remote(num_cpus=parallel.cpus_per_worker, num_gpus=parallel.gpus_per_worker)(worker_class)
+        self.new_actor = lambda: worker.remote(self.shared, env.config, latency, parallel.cpus_per_worker)
         actors = [self.new_actor() for _ in range(parallel.workers)]
         expected = env_signature(env)
         for sig in self._get([a.signature.remote() for a in actors], "starting the evaluation workers"):
@@ -316,9 +298,10 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 def make_evaluator(env: DNNGraphEnv, model: nn.Module, parallel: ParallelConfig | None,
-                   fault: dict[str, Any] | None = None) -> Evaluator:
-    """The evaluator `parallel` asks for (local when None or one worker without a cluster)."""
+                   worker: type[EvalWorker] = EvalWorker) -> Evaluator:
+    """The evaluator `parallel` asks for (local when None or one worker without a cluster); `worker`: the Ray
+    actor's class (the tests pass one that misbehaves)."""
     if parallel is None or not parallel.uses_ray:
         return LocalEvaluator(env)
     parallel.check()
-    return RayEvaluator(env, model, parallel, fault)
+    return RayEvaluator(env, model, parallel, worker)

@@ -167,3 +167,19 @@ def chosen_policy(searched: dict[str, Any], env: DNNGraphEnv, ranked: Sequence[F
     if searched.get("latency"):
         policy["latency"] = {**searched["latency"], "predicted_ratio": win.metric_ratio, "measured_ratio": None}
     return policy
+
+
+def select_after_search(env: DNNGraphEnv, teacher: Any, data: Cifar | FolderDataset, search_dir: Path, *,
+                        top: int, steps: int, batch_size: int, val_from: str, seed: int = 0, out: Path,
+                        progress: bool = False, say: Callable[[str], None] = lambda _: None
+                        ) -> tuple[dict[str, Any], list[Finalist]]:
+    """A finished search's (search_dir: history.jsonl, policy.json) best `top` policies and the simple rules, scored
+    after the same short distilled fine-tune, resumable in `out`: the chosen policy and the ranking, best first."""
+    lines = (search_dir / "history.jsonl").read_text().splitlines()
+    pool = candidates(env, [json.loads(line) for line in lines if line], top)
+    say(f"{len(pool)} finalists (the search's best {top} and the simple rules), each scored on val after {steps} "
+        "distilled steps")
+    tune = selection_tune_set(teacher, data, val_from, steps, batch_size)
+    ranked = select(env, pool, tune, steps, batch_size, seed=seed, out=out, progress=progress)
+    say(f"chosen: {ranked[0].candidate.name} ({ranked[0].tuned_top1:.2f} % after the short fine-tune)")
+    return chosen_policy(json.loads((search_dir / "policy.json").read_text()), env, ranked), ranked
