@@ -114,6 +114,10 @@ def test_unwritable_out_is_refused_before_the_work(tmp_path: Path, capsys: pytes
     _fails(["prune", "--model", "resnet20", "--ratio", "0.5", "--out", str(tmp_path)], "must end in .safetensors",
            capsys)
     assert blocker.read_text() == "x"
+    if Path("/proc/self").is_dir():  # a folder whose permission bits allow writing (as root) but that takes no files
+        _fails(["info", "--model", "resnet20", "--json", "/proc/gnnrl-x.json"], "cannot write in /proc", capsys)
+        _fails(["compress", "--model", "resnet20", "--quick", "--out", "/proc/gnnrl-run", "--quiet"],
+               "cannot write in /proc", capsys)
 
 
 def test_a_finished_run_is_never_overwritten(finished: Path, capsys: pytest.CaptureFixture[str]) -> None:

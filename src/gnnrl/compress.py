@@ -58,7 +58,7 @@ from .search import LEGACY, SearchConfig, episodes_to_run, make_env, recal_split
 from .selection import select_after_search
 from .train import TrainConfig, TrainResult, check_config
 
-STAGES = ("search", "prune", "finetune", "evaluate", "export", "report")
+STAGES = ("search", "select", "prune", "finetune", "evaluate", "export", "report")
 
 
 @dataclass(frozen=True)

@@ -177,3 +177,9 @@ def _check_creatable(folder: Path) -> None:
         raise GnnrlError(f"cannot create {folder}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise GnnrlError(f"cannot write in {existing} (permission denied); choose another output path")
+    try:  # the permission bits do not tell everything (root, a read-only mount, /proc): create a file and see
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".gnnrl-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise GnnrlError(f"cannot write in {existing} ({e.strerror or e}); choose another output path") from e
