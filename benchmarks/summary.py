@@ -102,7 +102,8 @@ def main() -> None:
         lines.append(f"| {c['model']} | {c['budget']} | {c['ft']} epoch{'s' * (c['ft'] != 1)} | "
                      + " | ".join(cell(c["rows"].get(m)) for m in METHODS) + f" | {ref} | {verdict(c['rows'])} |")
     lines += ["", "Verdict: gnnrl against the best other method; a lead or a loss counts only when it exceeds both "
-              "methods' spreads. Sections: " + ", ".join(f"'{c['section']}'" for c in found) + ".", "",
+              "methods' spreads. Sections: " + ", ".join(dict.fromkeys(f"'{c['section']}'" for c in found)) + ".",
+              "",
               "Contents, by the question each section answers:", "", *contents(), "",
               "Command: `.venv/bin/python benchmarks/summary.py` (reads benchmarks/results; runs nothing)."]
     write_section("Summary", "\n".join(lines) + "\n")
