@@ -137,3 +137,19 @@ def test_l1_beats_random_channels_at_the_same_budget(cifar: Cifar, weights: Call
 def test_plan_is_deterministic(r56) -> None:  # type: ignore[no-untyped-def]
     a, b = make_plan(r56, 0.5), make_plan(r56, 0.5)
     assert np.array_equal(a.keep, b.keep)
+
+
+def test_the_channel_analysis_is_one_object_built_once(r56) -> None:  # type: ignore[no-untyped-def]
+    """`channels(graph)` is what the module functions use: one object per traced model, the same answers."""
+    from gnnrl import channels
+
+    ch = channels(r56)
+    assert channels(r56) is ch
+    plan = ch.plan(0.4, round_to=8)
+    assert np.array_equal(plan.keep, make_plan(r56, 0.4, round_to=8).keep)
+    pruned = ch.apply(plan)
+    assert count_flops(pruned) == ch.cost_after(plan) == cost_after(r56, 0.4, round_to=8)
+    assert ch.original_cost == count_flops(r56.module)
+    orders = ch.orders(ch.prunable)
+    assert np.array_equal(ch.plan_removed(orders, [math.floor(0.5 * len(o) + 0.5) for o in orders]).keep,
+                          ch.plan({g: 0.5 for g in ch.prunable}).keep)  # half of each group, least important first

@@ -11,7 +11,7 @@ from .groups import ChannelGroup, channel_groups
 from .models import create, list_models
 from .ops import register_op
 from .policy import PolicyError, apply_policy
-from .prune import PrunedModel, PruneError, cost_after, prune, ratios_for_budget
+from .prune import Channels, PrunedModel, PruneError, channels, cost_after, prune, ratios_for_budget
 from .saving import load, save
 from .search import SearchConfig, SearchResult, search
 from .trace import Graph, TracedModel, TraceError, register_leaf, trace
@@ -19,6 +19,7 @@ from .train import TrainConfig, TrainResult
 
 __all__ = [
     "ChannelGroup",
+    "Channels",
     "Cifar",
     "CompressConfig",
     "CompressResult",
@@ -41,6 +42,7 @@ __all__ = [
     "WeightsError",
     "apply_policy",
     "channel_groups",
+    "channels",
     "compress",
     "cost_after",
     "count_flops",

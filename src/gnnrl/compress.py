@@ -152,17 +152,16 @@ def check_reachable(model: nn.Module, env: EnvConfig, input_shape: tuple[int, ..
     """Refuse, before anything is written, a MACs/params budget that even one channel per group cannot meet."""
     if env.metric not in ("macs", "params"):
         return  # a latency budget needs the timed latency model: the environment checks it
-    from .prune import cost_after, original_cost, plan_from_removed, removal_orders
+    from .prune import channels
     from .trace import trace
 
-    graph = trace(model.eval(), torch.zeros(1, *input_shape))
-    groups = [g.id for g in analyze(graph).groups if g.prunable]
-    if not groups:
+    ch = channels(trace(model.eval(), torch.zeros(1, *input_shape)))
+    if not ch.prunable:
         raise GnnrlError("this model has no prunable channel group (see `gnnrl info`)")
-    orders = removal_orders(graph, groups, env.importance)
+    orders = ch.orders(ch.prunable, env.importance)
     # the fewest channels the env will allow: its own rule, rounding included (so both refuse the same budgets)
-    floor = cost_after(graph, plan_from_removed(graph, orders, [allowed_removed(o, env.round_to)[-1] for o in orders]))
-    base = original_cost(graph)
+    floor = ch.cost_after(ch.plan_removed(orders, [allowed_removed(o, env.round_to)[-1] for o in orders]))
+    base = ch.original_cost
     ratio = floor.macs / base.macs if env.metric == "macs" else floor.params / base.params
     if ratio > env.budget:
         what = "MACs" if env.metric == "macs" else env.metric

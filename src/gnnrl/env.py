@@ -9,7 +9,7 @@ and the last allowed step scaled up, so that every episode ends inside [budget â
 reward is 0 on intermediate steps and âˆ’top-1 error (a fraction) on the validation split at the end (eq. 8).
 
 Nothing is re-traced while stepping: since a group always loses its least important remaining channels,
-its state is one number (how many it has lost), costs come from `cost_after` and observations from
+its state is one number (how many it has lost), costs come from `Channels.cost_after` and observations from
 `CompGraph.edge_features`. Only the final network of an episode is built physically, its BatchNorm
 statistics optionally re-estimated on training images, and evaluated; results are cached by policy.
 """
@@ -32,11 +32,10 @@ from .cost import Cost
 from .data import MEAN, STD, Split
 from .errors import GnnrlError
 from .evaluate import evaluate
-from .groups import analyze
 from .hierarchy import Hierarchy, build_hierarchy
 from .latency import LatencyModel, TableModel, fit_latency_model, fit_table_model
 from .proxy import TuneSet, short_finetune
-from .prune import PrunePlan, apply_plan, cost_after, original_cost, plan_from_removed, removal_orders
+from .prune import Channels, PrunePlan, channels
 from .trace import TracedModel, trace
 
 
@@ -62,13 +61,15 @@ class DNNGraphEnv(gym.Env):
                              "gnnrl.proxy.tune_set); gnnrl.search.make_env builds it")
         self.tune = tune
         """reward 'tuned': what every candidate is briefly fine-tuned on before it is measured"""
-        self.analysis = analyze(self.graph)
+        self.channels: Channels = channels(self.graph)
+        """the channel analysis with its plans, costs and cuts (built once, shared with whoever traced)"""
+        self.analysis = self.channels.analysis
         self.hierarchy: Hierarchy = build_hierarchy(self.graph, config.levels)
-        self.group_ids = [g.id for g in self.analysis.groups if g.prunable]
+        self.group_ids = self.channels.prunable
         if not self.group_ids:
             raise GnnrlError("this model has no prunable channel group (see `gnnrl info`)")
         # per action: the group's free units, least important first (a group always loses a prefix)
-        self.order = removal_orders(self.graph, self.group_ids, config.importance)
+        self.order = self.channels.orders(self.group_ids, config.importance)
         self.sizes = np.array([len(o) for o in self.order])
         self.allowed = [allowed_removed(o, config.round_to) for o in self.order]
         """per group: the removal counts that leave a width divisible by `round_to` (or the full width), ascending"""
@@ -103,14 +104,14 @@ class DNNGraphEnv(gym.Env):
     # -- helpers ---------------------------------------------------------------------------------------
     def _metric(self, plan: PrunePlan, cost: Cost | None = None) -> float:
         """The budgeted quantity of the network pruned by `plan` (`cost`: its MACs/params, when known)."""
-        cost = cost if cost is not None else cost_after(self.graph, plan)
+        cost = cost if cost is not None else self.channels.cost_after(plan)
         if self.latency is not None:
             return self.latency.predict_plan(self.graph, plan, cost.macs)
         return float(cost.macs if self.config.metric == "macs" else cost.params)
 
     def plan_for(self, removed: np.ndarray) -> PrunePlan:
         """The keep mask of the network with `removed` channels removed per prunable group."""
-        return plan_from_removed(self.graph, self.order, removed)
+        return self.channels.plan_removed(self.order, removed)
 
     def observation(self, removed: np.ndarray | None) -> np.ndarray:
         """The observation of the network with `removed` channels per group (None: the original network)."""
@@ -233,7 +234,7 @@ class DNNGraphEnv(gym.Env):
             return None
         if key not in self.cache:
             t0 = time.perf_counter()
-            module = apply_plan(self.graph, self.plan_for(removed)).to(self.device)
+            module = self.channels.apply(self.plan_for(removed)).to(self.device)
             t1 = time.perf_counter()
             if self.config.reward == "tuned":  # __init__ refused a 'tuned' env without a tune set
                 short_finetune(module, self.tune, self.config.reward_steps, self.config.reward_batch,
@@ -265,13 +266,13 @@ class DNNGraphEnv(gym.Env):
         a = np.nan_to_num(np.asarray(action, dtype=np.float64).reshape(-1), nan=0.0)
         nxt = self._after(a, 1.0)
         plan = self.plan_for(nxt)
-        cost = cost_after(self.graph, plan)  # one plan and one cost per state: check, observation and info
+        cost = self.channels.cost_after(plan)  # one plan and one cost per state: check, observation and info
         terminated = self._metric(plan, cost) <= self.config.budget * self.base or \
             self.t == self.config.max_steps - 1
         if terminated:
             nxt = self.land(a)
             plan = self.plan_for(nxt)
-            cost = cost_after(self.graph, plan)
+            cost = self.channels.cost_after(plan)
         self.removed, self.t = nxt, self.t + 1
         accuracy = self.evaluate_removed(self.removed) if terminated else None
         reward = reward_of(accuracy) if accuracy is not None else 0.0
@@ -281,8 +282,8 @@ class DNNGraphEnv(gym.Env):
 
     def _info(self, accuracy: float | None, cost: Cost | None = None, pending: bool = False) -> dict[str, Any]:
         if cost is None:
-            cost = cost_after(self.graph, self.plan_for(self.removed))
-        base = original_cost(self.graph)
+            cost = self.channels.cost_after(self.plan_for(self.removed))
+        base = self.channels.original_cost
         info: dict[str, Any] = {"step": self.t, "macs": cost.macs, "params": cost.params,
                                 "macs_ratio": cost.macs / base.macs, "params_ratio": cost.params / base.params,
                                 "policy": self.policy(), "removed": self.removed.copy()}

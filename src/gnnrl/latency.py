@@ -45,7 +45,7 @@ from .groups import analyze
 from .ops.idmap import kept
 from .paths import cache_dir
 from .progress import progress_bar
-from .prune import PrunePlan, apply_plan, cost_after, make_plan
+from .prune import PrunePlan, channels
 from .trace import TracedModel
 
 
@@ -106,7 +106,7 @@ class LatencyModel:
     def predict_plan(self, graph: TracedModel, plan: PrunePlan, macs: float | None = None) -> float:
         """Predicted seconds per batch of `graph` pruned by `plan` (pass `macs` when already known)."""
         if macs is None:
-            macs = cost_after(graph, plan).macs
+            macs = channels(graph).cost_after(plan).macs
         return self.predict(macs, activation_elements(graph, plan.keep))
 
     @property
@@ -149,13 +149,13 @@ def fit_latency_model(graph: TracedModel, batch_size: int = 1, networks: int = 1
     """
     measure = measure or timed(max(1, repeats // rounds))
     rng = np.random.default_rng(seed)
-    groups = [g.id for g in analyze(graph).groups if g.prunable]
+    ch = channels(graph)
     x = _batch(graph.example_input, batch_size)
     variants = []
     for level in np.linspace(0.0, 0.9, networks):
-        ratios = {g: float(np.clip(level * rng.uniform(0.3, 1.7), 0.0, 0.95)) for g in groups}
-        plan = make_plan(graph, ratios)
-        variants.append((plan, inference_copy(apply_plan(graph, plan), x[:1])))
+        ratios = {g: float(np.clip(level * rng.uniform(0.3, 1.7), 0.0, 0.95)) for g in ch.prunable}
+        plan = ch.plan(ratios)
+        variants.append((plan, inference_copy(ch.apply(plan), x[:1])))
     times: list[list[float]] = [[] for _ in variants]
     bar = progress_bar(progress, counts=True, transient=True)
     task = bar.add_task(f"timing pruned variants (batch {batch_size})", total=rounds * networks, info="")
@@ -165,7 +165,7 @@ def fit_latency_model(graph: TracedModel, batch_size: int = 1, networks: int = 1
             for i in order:
                 times[i].append(measure(variants[i][1], x))
                 bar.update(task, advance=1, info=f"{1000 * times[i][-1]:.2f} ms")
-    samples = [(float(cost_after(graph, plan).macs), float(activation_elements(graph, plan.keep)),
+    samples = [(float(ch.cost_after(plan).macs), float(activation_elements(graph, plan.keep)),
                 statistics.median(t)) for (plan, _), t in zip(variants, times, strict=True)]
     coef = _nonnegative_fit(samples)
     fitted = LatencyModel(batch_size, coef, tuple(samples))
@@ -212,7 +212,7 @@ def measured_ratio(graph: TracedModel, plan: PrunePlan, batch_size: int = 1, rou
     """Measured latency of the pruned network / the original's: median over interleaved rounds (drift cancels)."""
     x = _batch(graph.example_input, batch_size)
     # both inference copies built once; only the timings alternate
-    pruned, original = (inference_copy(m, x[:1]) for m in (apply_plan(graph, plan), graph.module))
+    pruned, original = (inference_copy(m, x[:1]) for m in (channels(graph).apply(plan), graph.module))
     return statistics.median(_time(pruned, x, repeats) / _time(original, x, repeats) for _ in range(rounds))
 
 
@@ -356,7 +356,7 @@ def fit_table_model(graph: TracedModel, engine: Engine, round_to: int = 1, netwo
     table = table if table is not None else LayerTable(engine, path=table_path(engine))
     timer = network_seconds or engine_pair_timer(engine, graph.example_input)
     rng = np.random.default_rng(seed)
-    groups = [g.id for g in analyze(graph).groups if g.prunable]
+    ch = channels(graph)
     model = TableModel(engine, table, (0.0, 1.0, 0.0), ())
     samples = []
     bar = progress_bar(progress, counts=True, transient=True)
@@ -364,9 +364,9 @@ def fit_table_model(graph: TracedModel, engine: Engine, round_to: int = 1, netwo
     task = bar.add_task(f"timing pruned variants on {engine.name} (batch {engine.batch})", total=networks, info="")
     with bar:
         for level in levels:
-            ratios = {g: float(np.clip(level * rng.uniform(0.3, 1.7), 0.0, 0.95)) for g in groups}
-            plan = make_plan(graph, ratios, round_to=round_to)
-            pruned_s, _ = timer(apply_plan(graph, plan), graph.module)
+            ratios = {g: float(np.clip(level * rng.uniform(0.3, 1.7), 0.0, 0.95)) for g in ch.prunable}
+            plan = ch.plan(ratios, round_to=round_to)
+            pruned_s, _ = timer(ch.apply(plan), graph.module)
             samples.append((model.layer_sum(graph, plan.keep), float(activation_elements(graph, plan.keep)),
                             float(pruned_s)))
             bar.update(task, advance=1, info=f"{1000 * pruned_s:.2f} ms")
@@ -383,7 +383,7 @@ def _fit_free_intercept(samples: list[tuple[float, float, float]]) -> tuple[floa
 
 def engine_ratio(graph: TracedModel, plan: PrunePlan, engine: Engine, rounds: int = 5) -> float:
     """Measured latency of the pruned network / the original's on `engine`, interleaved (drift cancels)."""
-    pruned, original = engine.network(apply_plan(graph, plan), graph.example_input), \
+    pruned, original = engine.network(channels(graph).apply(plan), graph.example_input), \
         engine.network(graph.module, graph.example_input)
     return interleaved_ratio(pruned, original, rounds)[0]
 

@@ -20,9 +20,8 @@ import torch
 from torch import nn
 
 from .errors import GnnrlError
-from .groups import analyze
 from .identity import weights_fingerprint
-from .prune import PrunedModel, apply_plan, cost_after, lineage_after, original_cost, plan_from_removed, removal_orders
+from .prune import PrunedModel, channels, lineage_after
 from .trace import TracedModel, trace
 
 
@@ -144,28 +143,28 @@ def apply_policy(model: nn.Module, policy: str | Path | dict[str, Any], example_
         shape = policy.get("input_shape") or [1, 3, 32, 32]
         example_input = torch.zeros(1, *shape[1:])
     graph = trace(model.eval(), example_input)
-    a = analyze(graph)
-    group_ids = [g.id for g in a.groups if g.prunable]
+    ch = channels(graph)
+    group_ids = ch.prunable
     importance = importance or (policy.get("config") or {}).get("env", {}).get("importance", "l1")
-    orders = removal_orders(graph, group_ids, importance)
+    orders = ch.orders(group_ids, importance)
     check_policy(policy, model, graph, group_ids, [len(o) for o in orders])
     removed = np.array([int(policy["removed"][str(g)]) for g in group_ids])
-    plan = plan_from_removed(graph, orders, removed)
-    module = apply_plan(graph, plan)
+    plan = ch.plan_removed(orders, removed)
+    module = ch.apply(plan)
     module.gnnrl_lineage = lineage_after(graph, plan)  # type: ignore[assignment]
-    return PrunedModel(module=module, plan=plan, cost=cost_after(graph, plan), base_cost=original_cost(graph))
+    return PrunedModel(module=module, plan=plan, cost=ch.cost_after(plan), base_cost=ch.original_cost)
 
 
 def policy_for_ratios(graph: TracedModel, model: nn.Module, ratios: dict[int, float], importance: str = "l1"
                       ) -> dict[str, Any]:
     """A policy dict (as a search writes it) for per-group ratios, e.g. a uniform baseline at a budget."""
-    a = analyze(graph)
-    group_ids = [g.id for g in a.groups if g.prunable]
-    orders = removal_orders(graph, group_ids, importance)
+    ch = channels(graph)
+    group_ids = ch.prunable
+    orders = ch.orders(group_ids, importance)
     removed = {str(g): int(np.floor(ratios.get(g, 0.0) * len(o) + 0.5)) for g, o in zip(group_ids, orders, strict=True)}
     removed = {g: min(r, len(o) - 1) for (g, r), o in zip(removed.items(), orders, strict=True)}
-    plan = plan_from_removed(graph, orders, list(removed.values()))
-    cost, base = cost_after(graph, plan), original_cost(graph)
+    plan = ch.plan_removed(orders, list(removed.values()))
+    cost, base = ch.cost_after(plan), ch.original_cost
     spec = getattr(model, "gnnrl_spec", None)
     return {"model": asdict(spec) if spec is not None else None, "input_shape": list(graph.example_input.shape),
             "weights_sha256": weights_fingerprint(model), "macs_ratio": cost.macs / base.macs,

@@ -34,7 +34,6 @@ from .parallel import Evaluation, Evaluator, ParallelConfig, make_evaluator
 from .plot import plot_rewards
 from .progress import progress_bar
 from .proxy import TuneSet, tune_set
-from .prune import cost_after, original_cost
 from .trace import TracedModel, trace
 
 LEGACY: dict[str, Any] = {"method": "gnnrl", "round_size": 1,
@@ -245,7 +244,7 @@ def _run(env: DNNGraphEnv, method: Method, evaluator: Evaluator, config: SearchC
     u_removed = uniform_removed(env)
     _evaluate_into_cache(env, evaluator, [u_removed])
     uniform = env.cache[removed_key(u_removed)]
-    state.uniform_macs_ratio = cost_after(env.graph, env.plan_for(u_removed)).macs / original_cost(env.graph).macs
+    state.uniform_macs_ratio = env.channels.cost_after(env.plan_for(u_removed)).macs / env.channels.original_cost.macs
     episodes = episodes_to_run(config)
     bar = progress_bar(progress, counts=True)
     task = bar.add_task(config.method, total=episodes, completed=state.episode, info="")
@@ -400,8 +399,7 @@ def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: Sea
 
 def evaluate_policy(env: DNNGraphEnv, removed: list[int], split: Any) -> EvalResult:
     """Accuracy of the network pruned by `removed` (BN recalibrated as in the search) on any split."""
-    from .prune import apply_plan
 
-    module = apply_plan(env.graph, env.plan_for(np.asarray(removed)))
+    module = env.channels.apply(env.plan_for(np.asarray(removed)))
     env.recalibrate(module)
     return evaluate(module, split)

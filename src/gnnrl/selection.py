@@ -31,7 +31,6 @@ from .folder import FolderDataset, FolderSplit
 from .methods.heuristic import RULES
 from .progress import progress_bar
 from .proxy import TuneSet, short_finetune, tune_set
-from .prune import apply_plan, cost_after, original_cost
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def _candidate(env: DNNGraphEnv, name: str, removed: Sequence[int]) -> Candidate
     plan = env.plan_for(arr)
     return Candidate(name=name, removed=tuple(int(r) for r in arr),
                      reward_top1=100 * float(env.evaluate_removed(arr) or 0.0),
-                     macs_ratio=cost_after(env.graph, plan).macs / original_cost(env.graph).macs,
+                     macs_ratio=env.channels.cost_after(plan).macs / env.channels.original_cost.macs,
                      metric_ratio=env.metric_of(arr) / env.base)
 
 
@@ -111,7 +110,7 @@ def score(env: DNNGraphEnv, candidate: Candidate, tune: TuneSet, steps: int, bat
     """`candidate` pruned, given `steps` distilled SGD steps on `tune` (batches drawn by `seed`), BatchNorm
     re-estimated as in the search, and evaluated on the env's validation images."""
     t0 = time.perf_counter()
-    module = apply_plan(env.graph, env.plan_for(np.asarray(candidate.removed))).to(env.device)
+    module = env.channels.apply(env.plan_for(np.asarray(candidate.removed))).to(env.device)
     short_finetune(module, tune, steps, batch_size, seed=seed, device=env.device)
     env.recalibrate(module)
     top1 = evaluate(module, env.val, batch_size=env.config.eval_batch, device=env.device).top1
@@ -158,7 +157,7 @@ def chosen_policy(searched: dict[str, Any], env: DNNGraphEnv, ranked: Sequence[F
     costs, and a 'selection' table of every finalist's scores (so that the file says why it was chosen)."""
     win = ranked[0].candidate
     arr = np.asarray(win.removed, dtype=np.int64)
-    cost, base = cost_after(env.graph, env.plan_for(arr)), original_cost(env.graph)
+    cost, base = env.channels.cost_after(env.plan_for(arr)), env.channels.original_cost
     policy = {**searched, "val_top1": win.reward_top1, "macs_ratio": cost.macs / base.macs,
               "params_ratio": cost.params / base.params,
               "removed": {str(g): int(r) for g, r in zip(env.group_ids, arr, strict=True)},

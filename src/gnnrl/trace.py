@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from .cost import Cost
 from .errors import GnnrlError
 from .functional import modules_for_functional_layers
 from .ops import module_op
@@ -47,8 +46,7 @@ class GraphCache:
     (those modules build on this one, so it names none of their types: nothing here reaches up)."""
 
     analysis: Any = None  # gnnrl.groups.Analysis, by gnnrl.groups.analyze
-    base_cost: Cost | None = None  # gnnrl.prune: cost of what the pruner does not resize
-    original_cost: Cost | None = None  # gnnrl.prune.original_cost
+    channels: Any = None  # gnnrl.prune.Channels (the analysis with its plans, costs and cuts), by gnnrl.prune.channels
     comp_graph: Any = None  # gnnrl.graph.CompGraph, by gnnrl.graph.build
     hierarchies: dict[int, Any] = field(default_factory=dict)  # gnnrl.hierarchy.Hierarchy by levels
 

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..env import uniform_removed
-from ..prune import unit_scores
 from .base import Rollout
 from .registry import register_method
 
@@ -34,7 +33,7 @@ def uniform_internal_removed(env: DNNGraphEnv) -> np.ndarray:
 
 def l1_global_removed(env: DNNGraphEnv) -> np.ndarray:
     """Remove every unit whose group-normalised importance is below one threshold, the lowest meeting the budget."""
-    scores = unit_scores(env.graph, env.config.importance)
+    scores = env.channels.scores(env.config.importance)
     # env.order lists each group's removal steps least important first (a balanced group's step: one unit per
     # conv group, scored by their mean), so these are ascending
     step_scores = [scores[o].mean(1) if o.ndim == 2 else scores[o] for o in env.order]
