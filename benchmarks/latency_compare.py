@@ -73,16 +73,19 @@ def parse() -> argparse.Namespace:
                     help="--report: keep the latencies the result file already holds for the same policies (timed "
                     "on a quiet machine) and time only new ones")
     ap.add_argument("--tag", help="names the result file, plot and doc section (default: MODEL_METRIC); the runs "
-                    "folder stays runs/latency_compare/MODEL_METRIC")
+                    "folder stays runs/latency_compare/MODEL_METRIC unless --runs")
+    ap.add_argument("--runs", help="the runs folder's name under runs/latency_compare (default: MODEL_METRIC): a "
+                    "second experiment at the same budgets, e.g. after a change to the search")
     args = ap.parse_args()
     args.tag = args.tag or f"{args.model}_{args.metric}"
+    args.runs = args.runs or f"{args.model}_{args.metric}"
     if any(not 0 < b < 1 for b in args.budgets) or args.ft_epochs < 0 or args.episodes <= args.warmup:
         ap.error("budgets in (0, 1), --ft-epochs ≥ 0 (0: no fine-tune) and --episodes > --warmup")
     return args
 
 
 def root(args: argparse.Namespace) -> Path:
-    return ROOT / "runs" / "latency_compare" / f"{args.model}_{args.metric}"
+    return ROOT / "runs" / "latency_compare" / args.runs
 
 
 def prepared(args: argparse.Namespace, graph: Any) -> tuple[int, Any]:
@@ -329,7 +332,8 @@ def markdown(args: argparse.Namespace, table: list[dict[str, Any]], png: str | N
         lines += ["", f"![accuracy after fine-tuning against measured latency]({png})"]
     lines += ["", "Commands: `.venv/bin/python benchmarks/latency_compare.py "
               f"--model {args.model} --metric {args.metric} --methods {' '.join(args.methods)} "
-              + (f"--tag {args.tag} " if args.tag != f"{args.model}_{args.metric}" else "") +
+              + (f"--tag {args.tag} " if args.tag != f"{args.model}_{args.metric}" else "")
+              + (f"--runs {args.runs} " if args.runs != f"{args.model}_{args.metric}" else "") +
               f"--round-to {args.round_to} --budgets {' '.join(f'{b:g}' for b in args.budgets)} "
               f"--seeds {' '.join(map(str, args.seeds))} "
               f"--ft-seeds {' '.join(map(str, args.ft_seeds))} --ft-epochs {args.ft_epochs} [--prepare | --shard i/n "

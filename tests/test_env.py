@@ -26,14 +26,17 @@ def test_gymnasium_env_checker(small) -> None:  # type: ignore[no-untyped-def]
     check_env(env, skip_render_check=True)
 
 
-@pytest.mark.parametrize(("name", "budget", "metric"), [
-    ("resnet20", 0.5, "macs"), ("resnet56", 0.3, "macs"), ("cifar_mobilenet_v2", 0.6, "macs"),
-    ("cifar_shufflenet_v1", 0.5, "macs"), ("cifar_shufflenet_v2", 0.6, "macs"), ("cifar_vgg16_bn", 0.2, "macs"),
-    ("resnet20", 0.5, "params"),
+@pytest.mark.parametrize(("name", "budget", "metric", "round_to"), [
+    ("resnet20", 0.5, "macs", 1), ("resnet56", 0.3, "macs", 1), ("cifar_mobilenet_v2", 0.6, "macs", 1),
+    ("cifar_shufflenet_v1", 0.5, "macs", 1), ("cifar_shufflenet_v2", 0.6, "macs", 1),
+    ("cifar_vgg16_bn", 0.2, "macs", 1), ("resnet20", 0.5, "params", 1),
+    ("resnet20", 0.2, "macs", 8),  # coarse steps: a big first step leaves only the stream's 12 %-of-MACs steps
 ])
-def test_budget_always_met_over_random_actions(name: str, budget: float, metric: str, small) -> None:  # type: ignore[no-untyped-def]
+def test_budget_always_met_over_random_actions(name: str, budget: float, metric: str, round_to: int,
+                                               small) -> None:  # type: ignore[no-untyped-def]
     val, _ = small
-    env = DNNGraphEnv(create(name), val.subset(8), EnvConfig(budget=budget, metric=metric, bn_recal=0))
+    env = DNNGraphEnv(create(name), val.subset(8), EnvConfig(budget=budget, metric=metric, bn_recal=0,
+                                                             round_to=round_to))
     rng = np.random.default_rng(0)
     key = "macs_ratio" if metric == "macs" else "params_ratio"
     for episode in range(8):

@@ -168,20 +168,24 @@ class DNNGraphEnv(gym.Env):
         """`removed`, which undershoots the budget band, with single removal steps given back while the budget
         holds: group by group, round robin, those the action prunes least first. Scaling alone can skip the band
         when one group's step is large (ShuffleNet-v1's residual stream: 8 steps, 12% of the MACs each); every
-        step of the other groups is then worth trying."""
+        step of the other groups is then worth trying. First only the steps this episode's last action took; if
+        that cannot reach the band, the earlier steps' too (measured: at 20 % of ResNet-20's MACs, widths ×8, a
+        first step that cut the inner layers left only the residual stream's 12 %-of-the-MACs steps, and most
+        episodes ended at 0.12–0.15, far below the band)."""
         removed, metric = removed.copy(), self.metric_of(removed)
-        changed = True
-        while changed and metric < floor:
-            changed = False
-            for g in np.argsort(action, kind="stable"):
-                fewer = self.allowed[g][(self.allowed[g] < removed[g]) & (self.allowed[g] >= self.removed[g])]
-                if len(fewer):
-                    was, removed[g] = removed[g], fewer[-1]
-                    after = self.metric_of(removed)
-                    if after > target:
-                        removed[g] = was
-                    else:
-                        changed, metric = True, after
+        for least in (self.removed, np.zeros_like(self.removed)):
+            changed = True
+            while changed and metric < floor:
+                changed = False
+                for g in np.argsort(action, kind="stable"):
+                    fewer = self.allowed[g][(self.allowed[g] < removed[g]) & (self.allowed[g] >= least[g])]
+                    if len(fewer):
+                        was, removed[g] = removed[g], fewer[-1]
+                        after = self.metric_of(removed)
+                        if after > target:
+                            removed[g] = was
+                        else:
+                            changed, metric = True, after
         return removed
 
     def group_descriptors(self) -> np.ndarray:
