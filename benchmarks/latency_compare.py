@@ -254,8 +254,8 @@ def report(args: argparse.Namespace, graph: Any, round_to: int) -> None:
                           "chosen": [f"seed {r['seed']}: {r['chosen']} (val after the short fine-tune "
                                      f"{r['finalists'][0]['tuned_top1']:.2f} %)" for r in mine if r.get("chosen")]})
     tag = args.tag
-    result = {"model": args.model, "metric": args.metric, "tag": tag, "round_to": round_to, "engine": args.engine,
-              "cpu": cpu_model(),
+    result = {"model": args.model, "metric": args.metric, "tag": tag, "runs": args.runs, "round_to": round_to,
+              "engine": args.engine, "cpu": cpu_model(),
               "episodes": args.episodes, "warmup": args.warmup, "ft_epochs": args.ft_epochs, "seeds": args.seeds,
               "ft_seeds": args.ft_seeds, "summary": table, "rows": rows}
     write_json(ROOT / "benchmarks" / "results" / f"latency_compare_{tag}.json", result)

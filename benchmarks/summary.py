@@ -45,6 +45,8 @@ def comparisons() -> list[dict[str, Any]]:
             widths = f", widths ×{d['round_to']}" if d.get("round_to") else ""
             what = (f"{budget:g} of the {d['engine']} latency (batch 1{widths}, {d['cpu']})" if d["metric"] == "latency"
                     else f"{budget:.0%} of the MACs{widths}")
+            if d.get("runs", f"{d['model']}_{d['metric']}") != f"{d['model']}_{d['metric']}":  # a second experiment
+                what += f" [{d['tag']}]"
             found.append({"model": d["model"], "budget": what, "ft": d["ft_epochs"], "searches": len(d["seeds"]),
                           "rows": rows, "source": path.name,
                           "section": f"Equal-latency comparison: {d.get('tag', d['model'] + '_' + d['metric'])}"})
