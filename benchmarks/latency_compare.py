@@ -343,6 +343,11 @@ def markdown(args: argparse.Namespace, table: list[dict[str, Any]], png: str | N
 
 def main() -> None:
     args = parse()
+    if args.report and not any((folder(args, b, m, s) / "row.json").is_file()
+                               for b in args.budgets for m in args.methods for s in args.seeds):
+        # before anything is fitted or written: a mistyped --runs/--budgets must not leave an empty section
+        raise SystemExit(f"latency_compare: nothing to report: no finished search in {root(args)} for these "
+                         "--budgets/--methods/--seeds (check --runs and --model/--metric)")
     torch.set_num_threads(1)
     model = gnnrl.create(args.model, weights=default_weights(args.model))
     graph = gnnrl.trace(model, torch.zeros(1, 3, 32, 32))

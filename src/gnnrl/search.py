@@ -399,7 +399,6 @@ def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: Sea
 
 def evaluate_policy(env: DNNGraphEnv, removed: list[int], split: Any) -> EvalResult:
     """Accuracy of the network pruned by `removed` (BN recalibrated as in the search) on any split."""
-
     module = env.channels.apply(env.plan_for(np.asarray(removed)))
     env.recalibrate(module)
     return evaluate(module, split)
