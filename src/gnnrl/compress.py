@@ -336,18 +336,18 @@ def _evaluation(model: nn.Module, data: Cifar, config: CompressConfig, out: Path
 
     before = recalibrated(out / "pruned.safetensors")
     base_cost = pruned.base_cost
+    macs, params = pruned.cost.fraction_of(base_cost)
     evaluation = {
         "original": _evaluate_all(model, splits), "pruned_before_ft": _evaluate_all(before, splits),
         "pruned_after_ft": _evaluate_all(final, splits), "images": {k: len(v) for k, v in splits.items()},
         "cost": {"original": asdict(base_cost), "pruned": asdict(pruned.cost),
-                 "macs_ratio": pruned.cost.macs / base_cost.macs,
-                 "params_ratio": pruned.cost.params / base_cost.params}}
+                 "macs_ratio": macs, "params_ratio": params}}
     if alt is not None:
         alt_before = recalibrated(out / "baseline" / "pruned.safetensors")
         alt_cost = apply_policy(model, out / "baseline" / "search" / "policy.json").cost
         evaluation.update(baseline_before_ft=_evaluate_all(alt_before, splits),
                           baseline_after_ft=_evaluate_all(alt, splits))
-        evaluation["cost"].update(baseline=asdict(alt_cost), baseline_macs_ratio=alt_cost.macs / base_cost.macs)
+        evaluation["cost"].update(baseline=asdict(alt_cost), baseline_macs_ratio=alt_cost.fraction_of(base_cost)[0])
     return evaluation
 
 

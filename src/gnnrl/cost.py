@@ -19,6 +19,10 @@ class Cost:
     def __str__(self) -> str:
         return f"{self.macs / 1e6:.2f} M MACs, {self.params / 1e6:.3f} M params"
 
+    def fraction_of(self, base: Cost) -> tuple[float, float]:
+        """(MACs, params) as fractions of `base`'s."""
+        return self.macs / base.macs, self.params / base.params
+
 
 def count_flops(model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 32)) -> Cost:
     """MACs of one forward pass per sample and the parameter count.

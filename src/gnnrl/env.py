@@ -287,9 +287,9 @@ class DNNGraphEnv(gym.Env):
     def _info(self, accuracy: float | None, cost: Cost | None = None, pending: bool = False) -> dict[str, Any]:
         if cost is None:
             cost = self.channels.cost_after(self.plan_for(self.removed))
-        base = self.channels.original_cost
+        macs, params = cost.fraction_of(self.channels.original_cost)
         info: dict[str, Any] = {"step": self.t, "macs": cost.macs, "params": cost.params,
-                                "macs_ratio": cost.macs / base.macs, "params_ratio": cost.params / base.params,
+                                "macs_ratio": macs, "params_ratio": params,
                                 "policy": self.policy(), "removed": self.removed.copy()}
         if self.latency is not None:
             seconds = self.latency.predict_plan(self.graph, self.plan_for(self.removed), cost.macs)

@@ -21,7 +21,7 @@ from torch import nn
 
 from .errors import GnnrlError
 from .identity import weights_fingerprint
-from .prune import PrunedModel, channels, lineage_after
+from .prune import PrunedModel, channels
 from .trace import TracedModel, trace
 
 
@@ -150,9 +150,7 @@ def apply_policy(model: nn.Module, policy: str | Path | dict[str, Any], example_
     check_policy(policy, model, graph, group_ids, [len(o) for o in orders])
     removed = np.array([int(policy["removed"][str(g)]) for g in group_ids])
     plan = ch.plan_removed(orders, removed)
-    module = ch.apply(plan)
-    module.gnnrl_lineage = lineage_after(graph, plan)  # type: ignore[assignment]
-    return PrunedModel(module=module, plan=plan, cost=ch.cost_after(plan), base_cost=ch.original_cost)
+    return ch.pruned(plan)
 
 
 def policy_for_ratios(graph: TracedModel, model: nn.Module, ratios: dict[int, float], importance: str = "l1"
@@ -164,10 +162,10 @@ def policy_for_ratios(graph: TracedModel, model: nn.Module, ratios: dict[int, fl
     removed = {str(g): int(np.floor(ratios.get(g, 0.0) * len(o) + 0.5)) for g, o in zip(group_ids, orders, strict=True)}
     removed = {g: min(r, len(o) - 1) for (g, r), o in zip(removed.items(), orders, strict=True)}
     plan = ch.plan_removed(orders, list(removed.values()))
-    cost, base = ch.cost_after(plan), ch.original_cost
+    macs, params = ch.fractions_after(plan)
     spec = getattr(model, "gnnrl_spec", None)
     return {"model": asdict(spec) if spec is not None else None, "input_shape": list(graph.example_input.shape),
-            "weights_sha256": weights_fingerprint(model), "macs_ratio": cost.macs / base.macs,
-            "params_ratio": cost.params / base.params, "removed": removed,
+            "weights_sha256": weights_fingerprint(model), "macs_ratio": macs,
+            "params_ratio": params, "removed": removed,
             "ratios": {g: r / len(o) for (g, r), o in zip(removed.items(), orders, strict=True)},
             "config": {"env": {"importance": importance}}}

@@ -153,6 +153,10 @@ class Channels:
             params += pc
         return Cost(macs=macs, params=params)
 
+    def fractions_after(self, plan: PrunePlan) -> tuple[float, float]:
+        """(MACs, params) that `plan` leaves, as fractions of the original's."""
+        return self.cost_after(plan).fraction_of(self.original_cost)
+
     @cached_property
     def unresized_cost(self) -> Cost:
         """The cost of everything the pruner does not resize."""
@@ -232,6 +236,12 @@ class Channels:
                 node.args = (node.args[0], tuple(widths), *node.args[2:])
         _gather_permutations(a, plan.keep, new_graph)
         return fx.GraphModule(root, new_graph, graph.module.__class__.__name__)
+
+    def pruned(self, plan: PrunePlan) -> PrunedModel:
+        """`apply(plan)` with its lineage (so that `gnnrl.save`/`load` can rebuild it) and its costs."""
+        module = self.apply(plan)
+        module.gnnrl_lineage = lineage_after(self.graph, plan)  # type: ignore[assignment]
+        return PrunedModel(module=module, plan=plan, cost=self.cost_after(plan), base_cost=self.original_cost)
 
 
 def channels(graph: TracedModel) -> Channels:
@@ -367,9 +377,7 @@ def prune(model: nn.Module | TracedModel, example_input: torch.Tensor | None = N
     graph = model if isinstance(model, TracedModel) else trace(model, _need(example_input))
     ch = channels(graph)
     plan = ch.plan(ratios, importance, round_to)
-    module = ch.apply(plan)
-    module.gnnrl_lineage = lineage_after(graph, plan)  # type: ignore[assignment]
-    return PrunedModel(module=module, plan=plan, cost=ch.cost_after(plan), base_cost=ch.original_cost)
+    return ch.pruned(plan)
 
 
 @dataclass(frozen=True)

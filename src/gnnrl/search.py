@@ -244,7 +244,7 @@ def _run(env: DNNGraphEnv, method: Method, evaluator: Evaluator, config: SearchC
     u_removed = uniform_removed(env)
     _evaluate_into_cache(env, evaluator, [u_removed])
     uniform = env.cache[removed_key(u_removed)]
-    state.uniform_macs_ratio = env.channels.cost_after(env.plan_for(u_removed)).macs / env.channels.original_cost.macs
+    state.uniform_macs_ratio = env.channels.fractions_after(env.plan_for(u_removed))[0]
     episodes = episodes_to_run(config)
     bar = progress_bar(progress, counts=True)
     task = bar.add_task(config.method, total=episodes, completed=state.episode, info="")

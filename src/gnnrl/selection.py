@@ -101,7 +101,7 @@ def _candidate(env: DNNGraphEnv, name: str, removed: Sequence[int]) -> Candidate
     plan = env.plan_for(arr)
     return Candidate(name=name, removed=tuple(int(r) for r in arr),
                      reward_top1=100 * float(env.evaluate_removed(arr) or 0.0),
-                     macs_ratio=env.channels.cost_after(plan).macs / env.channels.original_cost.macs,
+                     macs_ratio=env.channels.fractions_after(plan)[0],
                      metric_ratio=env.metric_of(arr) / env.base)
 
 
@@ -157,9 +157,8 @@ def chosen_policy(searched: dict[str, Any], env: DNNGraphEnv, ranked: Sequence[F
     costs, and a 'selection' table of every finalist's scores (so that the file says why it was chosen)."""
     win = ranked[0].candidate
     arr = np.asarray(win.removed, dtype=np.int64)
-    cost, base = env.channels.cost_after(env.plan_for(arr)), env.channels.original_cost
-    policy = {**searched, "val_top1": win.reward_top1, "macs_ratio": cost.macs / base.macs,
-              "params_ratio": cost.params / base.params,
+    macs, params = env.channels.fractions_after(env.plan_for(arr))
+    policy = {**searched, "val_top1": win.reward_top1, "macs_ratio": macs, "params_ratio": params,
               "removed": {str(g): int(r) for g, r in zip(env.group_ids, arr, strict=True)},
               "ratios": {str(g): float(r / n) for g, r, n in zip(env.group_ids, arr, env.sizes, strict=True)},
               "selection": {"chosen": win.name, "finalists": [finalist_dict(f) for f in ranked]}}
