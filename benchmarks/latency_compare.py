@@ -37,7 +37,7 @@ from gnnrl.latency import channel_granularity, engine_ratio, fit_table_model, la
 from gnnrl.methods import method_spec
 from gnnrl.paths import default_weights
 from gnnrl.policy import apply_policy, read_policy
-from gnnrl.search import SearchConfig, evaluate_policy, make_env, search
+from gnnrl.search import SearchConfig, evaluate_policy, make_env, measured_lander, search
 from gnnrl.selection import select_after_search
 
 
@@ -165,7 +165,7 @@ def run_selection(args: argparse.Namespace, data: Any, latency: Any, round_to: i
     t = time.perf_counter()
     policy, ranked = select_after_search(env, model, data, searched, top=args.finalists, steps=args.select_steps,
                                          batch_size=args.select_batch, val_from=config.val_from,
-                                         out=out / "select")
+                                         out=out / "select", land=measured_lander(env))
     write_json(out / "search" / "policy.json", policy)
     win = ranked[0].candidate
     val, before = (evaluate_policy(env, list(win.removed), data.split(s)).top1 for s in ("val", "test_rest"))

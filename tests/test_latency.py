@@ -117,7 +117,8 @@ def test_env_lands_on_a_latency_budget(cifar: Cifar) -> None:
 def test_latency_search_reports_prediction_and_measurement_and_resumes_with_its_model(
         cifar: Cifar, tmp_path: Path) -> None:
     config = SearchConfig(episodes=4, warmup=2, val_size=100, agent=DDPGConfig(channels=16, hidden=32, batch_size=8),
-                          env=EnvConfig(bn_recal=64, max_steps=3, metric="latency", budget=0.9, latency_batch=32))
+                          env=EnvConfig(bn_recal=64, max_steps=3, metric="latency", budget=0.9, latency_batch=32,
+                                        measured_landing=0))  # real timing against a fake model: no landing
     model = create("resnet20", weights=default_weights("resnet20"))
     graph = trace(model, torch.zeros(1, 3, 32, 32))
     fitted = fit_latency_model(graph, batch_size=32, networks=6, measure=_fake_measure(graph.example_input))

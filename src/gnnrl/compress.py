@@ -54,7 +54,7 @@ from .policy import apply_policy, read_policy
 from .prune import PrunedModel
 from .report import write_report
 from .saving import load, save
-from .search import LEGACY, SearchConfig, episodes_to_run, make_env, recal_split, search
+from .search import LEGACY, SearchConfig, episodes_to_run, make_env, measured_lander, recal_split, search
 from .selection import select_after_search
 from .train import TrainConfig, TrainResult, check_config
 
@@ -284,7 +284,8 @@ def _select_stage(model: nn.Module, data: Cifar, config: CompressConfig, out: Pa
     policy, _ = select_after_search(env, model, data, out / "search", top=config.finalists,
                                     steps=config.finalist_steps, batch_size=config.finalist_batch,
                                     val_from=config.search.val_from, seed=config.finetune.seed, out=sdir,
-                                    progress=progress, say=lambda s: say(f"[1/6] select: {s}"))
+                                    progress=progress, say=lambda s: say(f"[1/6] select: {s}"),
+                                    land=measured_lander(env))
     write_json(chosen, policy)
     return chosen
 

@@ -66,6 +66,11 @@ class EnvConfig:
     round_to: int = 1
     """every pruned width is a multiple of this (or the layer's full width): the channel granularity that pays
     on the engine (8 or 16 on ONNX Runtime's CPU kernels, `gnnrl.latency.channel_granularity`); 1: any width"""
+    measured_landing: int = 3
+    """metric 'latency': the search's best policy (and each finalist of a selection) is timed on the engine and,
+    when its measured latency misses the budget, landed again with the prediction corrected there, up to this many
+    times (`gnnrl.landing`: on an AVX2 machine the table model alone let policies overshoot 0.5 by up to 12 %);
+    0: trust the prediction"""
     reward: Reward = "accuracy"
     """what a candidate is rewarded by: 'accuracy', its validation top-1 after BatchNorm re-estimation (the
     paper's); 'tuned', the same after a short distilled fine-tune (`reward_steps` SGD steps of `reward_batch`
@@ -87,6 +92,8 @@ class EnvConfig:
                              f"one of {', '.join(ENGINES)} and {', '.join(PREDICTORS)}")
         if not isinstance(self.round_to, int) or self.round_to < 1:
             raise GnnrlError(f"round_to must be a positive integer (1: any width), not {self.round_to!r}")
+        if not isinstance(self.measured_landing, int) or self.measured_landing < 0:
+            raise GnnrlError(f"measured_landing must be 0 (off) or a number of tries, not {self.measured_landing!r}")
         if self.reward not in REWARDS:
             raise GnnrlError(f"unknown reward {self.reward!r}; choose one of {', '.join(REWARDS)}")
         if self.reward_steps < 1 or self.reward_batch < 1:

@@ -111,8 +111,8 @@ class LatencyModel:
 
     @property
     def max_relative_error(self) -> float:
-        """Largest |predicted − measured| / measured over the fitted networks."""
-        return max(abs(self.predict(m, a) - s) / s for m, a, s in self.samples)
+        """Largest |predicted − measured| / measured over the fitted networks (0 when given without any)."""
+        return max((abs(self.predict(m, a) - s) / s for m, a, s in self.samples), default=0.0)
 
     def to_dict(self) -> dict[str, object]:
         """JSON/checkpoint-friendly form (inverse: `from_dict`)."""
@@ -309,8 +309,8 @@ class TableModel:
 
     @property
     def max_relative_error(self) -> float:
-        """Largest |predicted − measured| / measured over the fitted networks."""
-        return max(abs(self.predict(t, a) - s) / s for t, a, s in self.samples)
+        """Largest |predicted − measured| / measured over the fitted networks (0 when given without any)."""
+        return max((abs(self.predict(t, a) - s) / s for t, a, s in self.samples), default=0.0)
 
     def flush(self) -> None:
         """Save the layer table's new entries to its cache file."""

@@ -70,6 +70,8 @@ def collect(run: str | Path) -> dict[str, Any]:
         if policy.get("latency"):
             rep["search_latency"] = {k: v for k, v in policy["latency"].items() if k != "model"}
     chosen = _read_json(run / "select" / "policy.json")
+    if chosen and chosen.get("latency"):  # the policy fine-tuned is the selection's: so are its latencies
+        rep["search_latency"] = {k: v for k, v in chosen["latency"].items() if k != "model"}
     if chosen and chosen.get("selection"):
         cfg = (rep["run"].get("identity") or {}).get("config", {})
         rep["selection"] = {**chosen["selection"], "steps": cfg.get("finalist_steps"),
@@ -249,10 +251,26 @@ def _budget_lines(run: dict[str, Any], predicted: dict[str, Any] | None, check: 
             f"({check['threads']} thread(s)): predicted {_fmt((predicted or {}).get('predicted_ratio'), '.3f')}, "
             f"measured {pruned['ratio']:.3f} (IQR {pruned['iqr']:.3f} over {pruned['rounds']} interleaved rounds): "
             f"{verdict}.")
+    text += _landing_text((predicted or {}).get("landing"), (predicted or {}).get("measured_ratio"))
     if "baseline" in check["networks"]:
         b = check["networks"]["baseline"]
         text += f" {name} at the same budget and rounding: {b['ratio']:.3f} (IQR {b['iqr']:.3f})."
     return ["", text]
+
+
+def _landing_text(landing: dict[str, Any] | None, measured: float | None) -> str:
+    """How the policy was landed on the measured budget before fine-tuning (gnnrl.landing), if it was."""
+    if not landing:
+        return ""
+    if landing.get("finalists_landed"):
+        return (f" Every finalist of the selection was first landed on the budget as measured on the engine (the "
+                f"chosen one measured {_fmt(measured, '.3f')}).")
+    steps = landing.get("steps") or []
+    if len(steps) < 2:
+        return ""
+    tried = ", ".join(f"{s['predicted']:.3f} → {s['measured']:.3f}" for s in steps)
+    return (f" The search's best was measured before fine-tuning and landed again where the prediction missed "
+            f"(predicted → measured: {tried}).")
 
 
 def write_report(run: str | Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
 from .files import claim_run_dir, torch_save, write_json, write_text
 from .identity import model_identity
+from .landing import Landing, land_measured
 from .latency import LatencyModel, TableModel, engine_ratio, latency_from_dict, measured_ratio
 from .methods import Method, Rollout, make_method, method_spec
 from .parallel import Evaluation, Evaluator, ParallelConfig, make_evaluator
@@ -95,6 +96,8 @@ class SearchState:
     history: list[dict[str, Any]] = field(default_factory=list)
     uniform_macs_ratio: float | None = None
     measured_latency_ratio: float | None = None
+    landing: dict[str, Any] | None = None
+    """metric 'latency': how the best policy was measured and landed again on the engine (`gnnrl.landing`)"""
 
     def add(self, record: EpisodeRecord) -> dict[str, Any]:
         """Append an episode (kept as the best when its reward is the highest so far); returns its dict."""
@@ -227,8 +230,7 @@ def search(
     finally:
         evaluator.close()
     if env.latency is not None and state.best is not None:  # the prediction, checked against a measurement
-        best_plan = env.plan_for(np.array(state.best["removed"]))
-        state.measured_latency_ratio = measured_latency(env, best_plan)
+        _land_best(env, state, config.env.measured_landing)
         if out:
             _write_outputs(out, env, config, state, uniform, identity, plot=False)
     if out and state.history:
@@ -327,8 +329,40 @@ def settings_read(config: dict[str, Any]) -> dict[str, Any]:
         env = {k: v for k, v in env.items() if k not in LATENCY_ONLY}
     if env.get("reward", "accuracy") != "tuned":  # nor do the short fine-tune's settings a plain reward
         env = {k: v for k, v in env.items() if k not in TUNED_ONLY}
+    # the measured landing acts on the finished search's best, not on its episodes: a search may be resumed (and its
+    # best landed again) with another number of tries
+    env = {k: v for k, v in env.items() if k != "measured_landing"}
     config = {**config, "env": env}
     return method_spec(config.get("method", LEGACY["method"])).reads(config)
+
+
+def measured_lander(env: DNNGraphEnv) -> Callable[[Sequence[int]], Landing] | None:
+    """What lands a policy on the env's latency budget as measured on its engine (`gnnrl.landing`), with the env's
+    `measured_landing` tries; None when the budget is not latency or the landing is off."""
+    tries = env.config.measured_landing
+    if env.latency is None or not tries:
+        return None
+    return lambda removed: land_measured(env, removed, lambda plan: measured_latency(env, plan), tries)
+
+
+def _land_best(env: DNNGraphEnv, state: SearchState, tries: int) -> None:
+    """The best policy measured on the engine and, up to `tries` times, landed again where the measurement says it
+    misses the budget (`gnnrl.landing`); a landed policy is evaluated and becomes the best record (marked 'landed',
+    its episode the one it was landed from)."""
+    best = state.best
+    assert best is not None
+    landing = land_measured(env, best["removed"], lambda plan: measured_latency(env, plan), tries)
+    state.measured_latency_ratio = landing.measured
+    state.landing = {"from_episode": best["episode"], "met": landing.met, "tries": tries,
+                     "steps": [{"predicted": p, "measured": m} for p, m in landing.steps]}
+    if list(landing.removed) != list(best["removed"]):
+        removed = np.array(landing.removed)
+        accuracy = env.evaluate_removed(removed)
+        assert accuracy is not None  # evaluation is deferred only inside a round
+        macs, params = env.channels.fractions_after(env.plan_for(removed))
+        state.best = {**best, "removed": list(landing.removed), "val_top1": 100 * accuracy,
+                      "reward": reward_of(accuracy), "macs_ratio": macs, "params_ratio": params,
+                      "latency_ratio": landing.predicted, "landed": True}
 
 
 def measured_latency(env: DNNGraphEnv, plan: Any) -> float:
@@ -389,7 +423,8 @@ def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: Sea
                              if env.latency.kind == "table" else "torch", "threads": config.env.latency_threads,
                              "predicted_ratio": result.latency_ratio,
                              "measured_ratio": result.measured_latency_ratio,
-                             "fit_max_relative_error": env.latency.max_relative_error, "model": env.latency.to_dict()}
+                             "fit_max_relative_error": env.latency.max_relative_error, "landing": state.landing,
+                             "model": env.latency.to_dict()}
     write_json(out / "policy.json", policy)
     # Rewritten whole (small): after a resume it must hold exactly the checkpointed episodes.
     write_text(out / "history.jsonl", "".join(json.dumps(rec) + "\n" for rec in state.history))

@@ -28,6 +28,7 @@ from .env import DNNGraphEnv, removed_key
 from .evaluate import evaluate
 from .files import write_json
 from .folder import FolderDataset, FolderSplit
+from .landing import Landing
 from .methods.heuristic import RULES
 from .progress import progress_bar
 from .proxy import TuneSet, short_finetune, tune_set
@@ -46,6 +47,8 @@ class Candidate:
     macs_ratio: float
     metric_ratio: float
     """the budgeted quantity (MACs, params or predicted latency) / the original's"""
+    measured_ratio: float | None = None
+    """latency budget with a measured landing: the latency measured on the engine / the original's"""
 
 
 @dataclass(frozen=True)
@@ -75,34 +78,42 @@ def selection_tune_set(teacher: Any, data: Cifar | FolderDataset, val_from: str,
 
 
 def candidates(env: DNNGraphEnv, history: Sequence[dict[str, Any]], top: int,
-               rules: Sequence[str] = ("uniform-internal", "uniform")) -> list[Candidate]:
+               rules: Sequence[str] = ("uniform-internal", "uniform"),
+               land: Callable[[Sequence[int]], Landing] | None = None) -> list[Candidate]:
     """The `top` distinct policies of a search's history by reward, then the simple `rules` at the env's budget
-    and rounding; a policy two sources share appears once, under both names."""
-    found: dict[str, Candidate] = {}
-    ranked = sorted(history, key=lambda r: (-r["reward"], r["episode"]))
-    for rec in ranked:
-        if len(found) == top:
+    and rounding; a policy two sources share appears once, under both names. With `land` (a latency budget:
+    `gnnrl.search.measured_lander`) each is first landed on the budget as measured on the engine, so that the
+    finalists compete at equal measured latency, not at equal predicted latency."""
+    proposed: list[tuple[str, Sequence[int]]] = []
+    seen: set[str] = set()
+    for rec in sorted(history, key=lambda r: (-r["reward"], r["episode"])):
+        if len(seen) == top:
             break
         key = removed_key(np.asarray(rec["removed"]))
-        if key not in found:
-            found[key] = _candidate(env, f"search #{len(found) + 1} (episode {rec['episode']})", rec["removed"])
-    for rule in rules:
-        removed = RULES[rule][0](env)
-        key = removed_key(removed)
+        if key not in seen:
+            seen.add(key)
+            proposed.append((f"search #{len(seen)} (episode {rec['episode']})", rec["removed"]))
+    proposed += [(rule, RULES[rule][0](env)) for rule in rules]
+    found: dict[str, Candidate] = {}
+    for name, removed in proposed:
+        landing = land(removed) if land is not None else None
+        if landing is not None:
+            removed = landing.removed
+        key = removed_key(np.asarray(removed))
         if key in found:
-            found[key] = Candidate(**{**asdict(found[key]), "name": f"{found[key].name} = {rule}"})
+            found[key] = Candidate(**{**asdict(found[key]), "name": f"{found[key].name} = {name}"})
         else:
-            found[key] = _candidate(env, rule, removed)
+            found[key] = _candidate(env, name, removed, landing.measured if landing is not None else None)
     return list(found.values())
 
 
-def _candidate(env: DNNGraphEnv, name: str, removed: Sequence[int]) -> Candidate:
+def _candidate(env: DNNGraphEnv, name: str, removed: Sequence[int], measured: float | None = None) -> Candidate:
     arr = np.asarray(removed, dtype=np.int64)
     plan = env.plan_for(arr)
     return Candidate(name=name, removed=tuple(int(r) for r in arr),
                      reward_top1=100 * float(env.evaluate_removed(arr) or 0.0),
                      macs_ratio=env.channels.fractions_after(plan)[0],
-                     metric_ratio=env.metric_of(arr) / env.base)
+                     metric_ratio=env.metric_of(arr) / env.base, measured_ratio=measured)
 
 
 def score(env: DNNGraphEnv, candidate: Candidate, tune: TuneSet, steps: int, batch_size: int,
@@ -163,18 +174,22 @@ def chosen_policy(searched: dict[str, Any], env: DNNGraphEnv, ranked: Sequence[F
               "ratios": {str(g): float(r / n) for g, r, n in zip(env.group_ids, arr, env.sizes, strict=True)},
               "selection": {"chosen": win.name, "finalists": [finalist_dict(f) for f in ranked]}}
     if searched.get("latency"):
-        policy["latency"] = {**searched["latency"], "predicted_ratio": win.metric_ratio, "measured_ratio": None}
+        policy["latency"] = {**searched["latency"], "predicted_ratio": win.metric_ratio,
+                             "measured_ratio": win.measured_ratio,
+                             "landing": {"finalists_landed": win.measured_ratio is not None}}
     return policy
 
 
 def select_after_search(env: DNNGraphEnv, teacher: Any, data: Cifar | FolderDataset, search_dir: Path, *,
                         top: int, steps: int, batch_size: int, val_from: str, seed: int = 0, out: Path,
-                        progress: bool = False, say: Callable[[str], None] = lambda _: None
+                        progress: bool = False, say: Callable[[str], None] = lambda _: None,
+                        land: Callable[[Sequence[int]], Landing] | None = None
                         ) -> tuple[dict[str, Any], list[Finalist]]:
-    """A finished search's (search_dir: history.jsonl, policy.json) best `top` policies and the simple rules, scored
-    after the same short distilled fine-tune, resumable in `out`: the chosen policy and the ranking, best first."""
+    """A finished search's (search_dir: history.jsonl, policy.json) best `top` policies and the simple rules (each
+    first landed by `land`, see `candidates`), scored after the same short distilled fine-tune, resumable in `out`:
+    the chosen policy and the ranking, best first."""
     lines = (search_dir / "history.jsonl").read_text().splitlines()
-    pool = candidates(env, [json.loads(line) for line in lines if line], top)
+    pool = candidates(env, [json.loads(line) for line in lines if line], top, land=land)
     say(f"{len(pool)} finalists (the search's best {top} and the simple rules), each scored on val after {steps} "
         "distilled steps")
     tune = selection_tune_set(teacher, data, val_from, steps, batch_size)

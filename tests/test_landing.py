@@ -1,0 +1,121 @@
+"""Landing on the measured latency budget: a prediction that misses is corrected where the policy is, a search's
+best and a selection's finalists are landed, and nothing here times anything (the measurement is injected)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_search import TINY
+
+import gnnrl
+from gnnrl import create, trace
+from gnnrl.data import Cifar
+from gnnrl.env import DNNGraphEnv, EnvConfig, uniform_removed
+from gnnrl.landing import BAND, SLACK, land_measured
+from gnnrl.latency import LatencyModel
+from gnnrl.paths import default_weights
+from gnnrl.prune import PrunePlan
+from gnnrl.search import SearchConfig, evaluate_policy, make_env, search
+from gnnrl.selection import candidates
+
+MODEL = LatencyModel(1, (1e-3, 1e-10, 1e-8), ())
+"""a fixed latency model (1 ms that pruning cannot remove + compute + memory): no timing in these tests"""
+
+
+@pytest.fixture(scope="module", params=[1, 8], ids=["any-width", "round-to-8"])
+def env(cifar: Cifar, request: pytest.FixtureRequest) -> DNNGraphEnv:
+    graph = trace(create("resnet20"), torch.randn(1, 3, 32, 32))
+    config = EnvConfig(budget=0.6, metric="latency", bn_recal=0, round_to=request.param)
+    return DNNGraphEnv(graph, cifar.split("val").balanced_subset(8), config, latency=MODEL)
+
+
+def engine_off_by(env: DNNGraphEnv, error: Callable[[float], float]) -> Callable[[PrunePlan], float]:
+    """A fake engine whose measured ratio is the predicted ratio × error(fraction of the MACs kept): the model's
+    error grows with the MACs kept, as measured on the AVX2 machine."""
+    def measure(plan: PrunePlan) -> float:
+        predicted = env.latency.predict_plan(env.graph, plan) / env.base  # type: ignore[union-attr]
+        return predicted * error(env.channels.fractions_after(plan)[0])
+    return measure
+
+
+def test_a_policy_measured_over_the_budget_is_landed_under_it(env: DNNGraphEnv) -> None:
+    start = uniform_removed(env)
+    measure = engine_off_by(env, lambda macs: 1.0 + 0.25 * macs)  # ~12 % over at ~0.5 of the MACs
+    landing = land_measured(env, start, measure)
+    first_predicted, first_measured = landing.steps[0]
+    assert first_predicted <= 0.6 and first_measured > 0.6 + SLACK  # the prediction alone misses the budget
+    assert landing.met and 0.6 - BAND <= landing.measured <= 0.6 + SLACK
+    assert landing.measured == pytest.approx(measure(env.plan_for(np.array(landing.removed))))
+    assert landing.predicted == pytest.approx(env.metric_of(np.array(landing.removed)) / env.base)
+    assert np.all(np.array(landing.removed) >= start)  # the same allocation, cut further: no group grows back
+    assert 2 <= len(landing.steps) <= 4
+
+
+def test_a_policy_measured_well_under_the_budget_is_given_latency_back(env: DNNGraphEnv) -> None:
+    start = uniform_removed(env)
+    landing = land_measured(env, start, engine_off_by(env, lambda macs: 0.85))
+    assert landing.steps[0][1] < 0.6 - BAND  # the prediction was pessimistic here
+    assert landing.met and 0.6 - BAND <= landing.measured <= 0.6 + SLACK
+    assert np.all(np.array(landing.removed) <= start) and landing.predicted > landing.steps[0][0]
+
+
+def test_no_tries_measures_only_and_an_unreachable_budget_keeps_the_fastest(env: DNNGraphEnv) -> None:
+    start = uniform_removed(env)
+    measure = engine_off_by(env, lambda macs: 1.3)
+    once = land_measured(env, start, measure, tries=0)
+    assert once.removed == tuple(start) and len(once.steps) == 1 and not once.met
+    predicted = engine_off_by(env, lambda macs: 1.0)
+    never = land_measured(env, start, lambda plan: predicted(plan) + 0.5, tries=2)  # a cost the model misses
+    assert not never.met and len(never.steps) <= 3
+    assert never.measured == min(m for _, m in never.steps)
+
+
+def test_search_lands_its_best_and_records_how(cifar: Cifar, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:
+    config = replace(TINY, episodes=3, warmup=2, env=EnvConfig(bn_recal=64, max_steps=3, metric="latency",
+                                                               budget=0.8))
+    model = create("resnet20", weights=default_weights("resnet20"))
+
+    def slow_engine(env: DNNGraphEnv, plan: PrunePlan) -> float:  # the engine is 10 % slower than predicted
+        return 1.1 * env.latency.predict_plan(env.graph, plan) / env.base  # type: ignore[union-attr]
+    # the module (`gnnrl.search` is also the function the package exports)
+    monkeypatch.setattr(importlib.import_module("gnnrl.search"), "measured_latency", slow_engine)
+    result = search(model, cifar, config, out_dir=tmp_path, progress=False, latency=MODEL)
+    policy = json.loads((tmp_path / "policy.json").read_text())
+    landing = policy["latency"]["landing"]
+    best_episode = max(result.history, key=lambda r: r["reward"])
+    assert landing["from_episode"] == best_episode["episode"] and landing["met"]
+    assert landing["steps"][0]["measured"] > 0.81 and result.measured_latency_ratio <= 0.8 + SLACK
+    assert policy["latency"]["measured_ratio"] == result.measured_latency_ratio
+    assert result.removed != best_episode["removed"] and result.latency_ratio < best_episode["latency_ratio"]
+    env = make_env(model, cifar, config, MODEL)  # the landed policy's accuracy is its own, not the episode's
+    assert result.val_top1 == pytest.approx(evaluate_policy(env, result.removed, env.val).top1)
+    # with the landing off, the best is the best episode, measured
+    off = search(model, cifar, replace(config, env=replace(config.env, measured_landing=0)),
+                 out_dir=tmp_path / "off", progress=False, latency=MODEL)
+    assert off.removed == best_episode["removed"] and off.measured_latency_ratio > 0.81
+
+
+def test_selection_finalists_compete_at_equal_measured_latency(env: DNNGraphEnv) -> None:
+    measure = engine_off_by(env, lambda macs: 1.0 + 0.25 * macs)
+    hist = [{"episode": 1, "reward": -0.5, "removed": [int(r) for r in uniform_removed(env)]},
+            {"episode": 2, "reward": -0.4, "removed": [int(r) for r in np.minimum(uniform_removed(env) + 8,
+                                                                                   env.most)]}]
+    pool = candidates(env, hist, top=2, land=lambda removed: land_measured(env, removed, measure))
+    for c in pool:
+        assert c.measured_ratio is not None and 0.6 - BAND <= c.measured_ratio <= 0.6 + SLACK
+        assert c.measured_ratio == pytest.approx(measure(env.plan_for(np.array(c.removed))))
+    assert all(c.measured_ratio is None for c in candidates(env, hist, top=2))
+
+
+def test_measured_landing_is_a_latency_setting() -> None:
+    with pytest.raises(gnnrl.GnnrlError, match="measured_landing"):
+        EnvConfig(measured_landing=-1).validate()
+    assert SearchConfig().env.measured_landing == 3
