@@ -304,6 +304,19 @@ def test_report_states_the_measured_latency_against_the_budget(tmp_path: Path) -
     assert "measured 0.705 (IQR 0.020 over 7 interleaved rounds): met." in report(0.705)  # within its spread
     text = report(0.75)
     assert "measured 0.750" in text and "**NOT met**" in text and "uniform-internal at the same budget" in text
+    assert "landed again" not in text  # this search's best was not landed (an older run: no landing record)
+    landing = {"from_episode": 3, "met": True, "tries": 3,
+               "steps": [{"predicted": 0.69, "measured": 0.76}, {"predicted": 0.63, "measured": 0.70}]}
+    (run / "search" / "policy.json").write_text(json.dumps({
+        **json.loads((run / "search" / "policy.json").read_text()),
+        "latency": {"predicted_ratio": 0.63, "measured_ratio": 0.70, "batch_size": 1, "landing": landing}}))
+    assert "predicted 0.630" in report(0.705) and "(predicted → measured: 0.690 → 0.760, 0.630 → 0.700)" in \
+        report(0.705)
+    (run / "select").mkdir()  # a selection fine-tunes its own winner, landed like every finalist: its numbers count
+    (run / "select" / "policy.json").write_text(json.dumps({"latency": {
+        "predicted_ratio": 0.64, "measured_ratio": 0.695, "landing": {"finalists_landed": True}}}))
+    text = report(0.705)
+    assert "predicted 0.640" in text and "Every finalist" in text and "chosen one measured 0.695" in text
 
 
 def test_a_timm_model_goes_through_compress_and_back(cifar: Cifar, tmp_path: Path) -> None:
