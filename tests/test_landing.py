@@ -119,17 +119,3 @@ def test_measured_landing_is_a_latency_setting() -> None:
     with pytest.raises(gnnrl.GnnrlError, match="measured_landing"):
         EnvConfig(measured_landing=-1).validate()
     assert SearchConfig().env.measured_landing == 3
-
-
-def test_relanding_keeps_the_allocation_when_the_largest_cut_saturates(env: DNNGraphEnv) -> None:
-    half = len(env.sizes) // 2
-    start = np.zeros(len(env.sizes), dtype=np.int64)
-    start[0] = env.most[0]  # one group already at its fewest channels, a few cut a little, the rest left whole
-    start[1:half] = [a[min(1, len(a) - 1)] for a in env.allowed[1:half]]
-    most_of_these = np.where(np.arange(len(start)) < half, env.most, 0)
-    goal = 0.5 * (env.metric_of(start) + env.metric_of(most_of_these)) / env.base  # reachable by these alone
-    landed = env.reland(start, goal)
-    assert env.metric_of(landed) / env.base <= goal < env.metric_of(start) / env.base
-    assert landed[0] == start[0] and np.all(landed >= start)  # the cut groups cut further, nothing given back
-    assert np.all(landed[half:] == 0)  # the groups the policy left whole stay whole (no blending with 1)
-    assert np.all(env.removed == 0)  # the episode's state is left as it was
