@@ -297,14 +297,16 @@ class DNNGraphEnv(gym.Env):
                                                                         pending=terminated and accuracy is None)
 
     def _info(self, accuracy: float | None, cost: Cost | None = None, pending: bool = False) -> dict[str, Any]:
+        # one plan for the cost and the latency, and none when the caller brought the cost of a MACs budget
+        plan = self.plan_for(self.removed) if cost is None or self.latency is not None else None
         if cost is None:
-            cost = self.channels.cost_after(self.plan_for(self.removed))
+            cost = self.channels.cost_after(plan)
         macs, params = cost.fraction_of(self.channels.original_cost)
         info: dict[str, Any] = {"step": self.t, "macs": cost.macs, "params": cost.params,
                                 "macs_ratio": macs, "params_ratio": params,
                                 "policy": self.policy(), "removed": self.removed.copy()}
         if self.latency is not None:
-            seconds = self.latency.predict_plan(self.graph, self.plan_for(self.removed), cost.macs)
+            seconds = self.latency.predict_plan(self.graph, plan, cost.macs)
             info.update(latency_s=seconds, latency_ratio=seconds / self.base)
         if accuracy is not None:
             info["accuracy"] = accuracy
