@@ -18,6 +18,7 @@ search resumes. Writes benchmarks/results/latency_compare_MODEL.json, docs/laten
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import time
@@ -235,6 +236,7 @@ def report(args: argparse.Namespace, graph: Any, round_to: int) -> None:
             timed[key] = {f"measured_b{b}": engine_ratio(graph, plan, Engine(args.engine, 1, b), rounds=7)
                           for b in (1, 64)}
         row.update(timed[key])
+        row["policy_sha"] = hashlib.sha256(key.encode()).hexdigest()[:12]  # two seeds may fine-tune one policy
         seeds = {*args.ft_seeds, *(args.searched_ft_seeds or [])}
         row["ft"] = {f: json.loads(p.read_text())["test_rest"] for f in sorted(seeds)
                      if (p := out / f"ft{args.ft_epochs}-f{f}.json").is_file()}
@@ -246,7 +248,9 @@ def report(args: argparse.Namespace, graph: Any, round_to: int) -> None:
             mine = [r for r in rows if r["budget"] == budget and r["method"] == method]
             if not mine:
                 continue
-            after = [v for r in mine for v in r["ft"].values()]
+            # a policy two seeds share (a selection often chooses one) is fine-tuned once per fine-tune seed, and
+            # counts once: its copy would halve the spread without a second measurement
+            after = list({(r.get("policy_sha", id(r)), f): v for r in mine for f, v in r["ft"].items()}.values())
             table.append({"budget": budget, "method": method, "policies": len(mine), "fine_tunes": len(after),
                           **{k: _ms([r[k] for r in mine]) for k in ("measured_b1", "measured_b64", "macs_ratio",
                                                                       "val", "test_rest")},
