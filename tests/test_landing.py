@@ -93,7 +93,7 @@ def test_search_lands_its_best_and_records_how(cifar: Cifar, tmp_path: Path, mon
     best_episode = max(result.history, key=lambda r: r["reward"])
     assert landing["from_episode"] == best_episode["episode"] and landing["met"]
     assert landing["steps"][0]["measured"] > 0.81 and result.measured_latency_ratio <= 0.8 + SLACK
-    assert policy["latency"]["measured_ratio"] == result.measured_latency_ratio
+    assert policy["latency"]["measured_ratio"] == result.measured_latency_ratio and result.landing == landing
     assert result.removed != best_episode["removed"] and result.latency_ratio < best_episode["latency_ratio"]
     env = make_env(model, cifar, config, MODEL)  # the landed policy's accuracy is its own, not the episode's
     assert result.val_top1 == pytest.approx(evaluate_policy(env, result.removed, env.val).top1)

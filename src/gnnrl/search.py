@@ -128,6 +128,8 @@ class SearchResult:
     """metric 'latency': the best network's predicted latency / the original's"""
     measured_latency_ratio: float | None = None
     """metric 'latency': the same ratio measured at the end of the search (interleaved timings)"""
+    landing: dict[str, Any] | None = None
+    """metric 'latency': how the best policy was measured and landed again (`SearchState.landing`)"""
 
 
 def recal_split(data: Cifar, config: SearchConfig) -> Split | None:
@@ -399,7 +401,7 @@ def _result(env: DNNGraphEnv, state: SearchState, uniform: float) -> SearchResul
         removed=[int(r) for r in removed], group_ids=list(env.group_ids), val_top1=best["val_top1"],
         macs_ratio=best["macs_ratio"], params_ratio=best["params_ratio"], episode=best["episode"],
         history=state.history, uniform_val_top1=100 * uniform, latency_ratio=best.get("latency_ratio"),
-        measured_latency_ratio=state.measured_latency_ratio)
+        measured_latency_ratio=state.measured_latency_ratio, landing=state.landing)
 
 
 def _write_outputs(out: Path, env: DNNGraphEnv, config: SearchConfig, state: SearchState, uniform: float,

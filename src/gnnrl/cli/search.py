@@ -51,8 +51,11 @@ def cmd_search(args: argparse.Namespace) -> int:
               f"top-1 {result.val_top1:.2f} % (episode {result.episode}) vs uniform L1 {result.uniform_val_top1:.2f} % "
               f"— {when}. Policy: {Path(args.out) / 'policy.json'}")
     if result.latency_ratio is not None:
+        steps = (result.landing or {}).get("steps", [])
+        landed = (f" (the best episode's {steps[0]['measured']:.3f} measured, landed again on the budget in "
+                  f"{len(steps) - 1} tries)" if len(steps) > 1 else "")
         out.print(f"Latency at batch {args.latency_batch}: {result.latency_ratio:.3f} of the original predicted, "
-                  f"{result.measured_latency_ratio:.3f} measured.")
+                  f"{result.measured_latency_ratio:.3f} measured{landed}.")
     return 0
 
 
