@@ -8,6 +8,11 @@ NetAdapt measures its candidates: one measured over the budget (or well under it
 prediction corrected by measured / predicted at that point — the same allocation, scaled as an episode's last step
 is — and measured again, a few times. Every method's policy goes through the same landing, so that methods are
 compared at equal measured latency and the budget the user asked for is the one the network meets.
+
+Known limit: "scaled" goes through `DNNGraphEnv.land`, whose bisection can jump a large width step (ResNet-20's
+residual stream at widths ×8: 12 % of the MACs per step) and then give channels back group by group to stay in the
+band; AMC's policies were reshaped that way into [56, 0, 0, …] (docs/benchmarks.md, "resnet20_latency_r8c"). A
+landing by single width steps from the given allocation would move it less.
 """
 
 from __future__ import annotations
