@@ -18,7 +18,7 @@ import gnnrl
 from gnnrl import create, trace
 from gnnrl.data import Cifar
 from gnnrl.env import DNNGraphEnv, EnvConfig, uniform_removed
-from gnnrl.landing import BAND, SLACK, land_measured
+from gnnrl.landing import BAND, SLACK, importance_lost, land_measured, step_to
 from gnnrl.latency import LatencyModel
 from gnnrl.paths import default_weights
 from gnnrl.prune import PrunePlan
@@ -75,6 +75,30 @@ def test_no_tries_measures_only_and_an_unreachable_budget_keeps_the_fastest(env:
     never = land_measured(env, start, lambda plan: predicted(plan) + 0.5, tries=2)  # a cost the model misses
     assert not never.met and len(never.steps) <= 3
     assert never.measured == min(m for _, m in never.steps)
+
+
+def test_the_landing_moves_the_allocation_by_single_steps_that_lose_the_least(env: DNNGraphEnv) -> None:
+    start = uniform_removed(env)
+    start[0] = 0  # a group left whole, as AMC's policies leave the residual stream
+    lost = importance_lost(env)
+    scores = env.channels.scores(env.config.importance)  # the share lost, from the unit scores directly
+    for g, order in enumerate(env.order):
+        k = int(env.allowed[g][-1])
+        assert lost[g][k] == pytest.approx(scores[order[:k]].sum() / scores[order].sum())
+    goal = env.metric_of(start) / env.base - 0.05
+    landed = step_to(env, start, goal, lost)
+    assert env.metric_of(landed) / env.base <= goal and np.all(landed >= start)
+    for g in np.flatnonzero(landed > start):  # tight: no step it took can be given back under the goal
+        trial = landed.copy()
+        trial[g] = env.allowed[g][env.allowed[g] < landed[g]][-1]
+        assert env.metric_of(trial) / env.base > goal
+    # every group moved by a few steps at most: the allocation is the searched one, not a rescaled one
+    moved = [np.searchsorted(env.allowed[g], landed[g]) - np.searchsorted(env.allowed[g], start[g])
+             for g in range(len(start))]
+    assert sum(moved) <= 0.35 * sum(len(a) for a in env.allowed), moved
+    # under the goal, latency is given back by single steps while it holds
+    back = step_to(env, landed, goal + 0.05, lost)
+    assert env.metric_of(back) / env.base <= goal + 0.05 and np.all(back <= landed) and np.any(back < landed)
 
 
 def test_search_lands_its_best_and_records_how(cifar: Cifar, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -140,12 +140,12 @@ class DNNGraphEnv(gym.Env):
         """The budgeted quantity (MACs, params or predicted latency) with `removed` channels per group."""
         return self._metric(self.plan_for(removed))
 
-    def land(self, action: np.ndarray, budget: float | None = None) -> np.ndarray:
+    def land(self, action: np.ndarray) -> np.ndarray:
         """Channels removed per group when `action` (a fraction of what each group has left) is scaled so that
-        the budget (`budget`, default the config's) is met as closely as possible from below; an action that
+        the budget is met as closely as possible from below; an action that
         cannot reach it alone (zeros on groups that the rest cannot make up for) is blended with 1 so that every
         group helps."""
-        budget = self.config.budget if budget is None else budget
+        budget = self.config.budget
         target = budget * self.base
         a = np.clip(action, 0.0, 1.0)
         hi = 1.0 / max(float(a.max()), 1e-6)  # the landing is the env's move: no per-step cap
@@ -165,16 +165,6 @@ class DNNGraphEnv(gym.Env):
         if (landed if landed is not None else self.metric_of(removed)) >= floor:
             return removed
         return self._give_back(removed, a, target, floor)
-
-    def reland(self, removed: np.ndarray, budget: float) -> np.ndarray:
-        """The allocation of `removed` (the fraction cut per group) scaled, as `land` scales an episode's action,
-        so that the metric lands just under `budget` of the original's (the episode's state is left as it was)."""
-        was = self.removed
-        self.removed = np.zeros_like(was)  # `land` scales what each group has left: all of it, here
-        try:
-            return self.land(np.asarray(removed, dtype=np.float64) / self.sizes, budget)
-        finally:
-            self.removed = was
 
     def _give_back(self, removed: np.ndarray, action: np.ndarray, target: float, floor: float) -> np.ndarray:
         """`removed`, which undershoots the budget band, with single removal steps given back while the budget

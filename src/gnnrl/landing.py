@@ -5,14 +5,15 @@ table model fitted on 8 whole networks let every method's policy overshoot a bud
 (predicted 0.484–0.498, measured 0.501–0.563; docs/benchmarks.md, "Equal-latency comparison:
 resnet20_latency_r8b"), the error growing with the MACs kept. So a policy the user will get is measured, as
 NetAdapt measures its candidates: one measured over the budget (or well under it) is landed again with the
-prediction corrected by measured / predicted at that point — the same allocation, scaled as an episode's last step
-is — and measured again, a few times. Every method's policy goes through the same landing, so that methods are
+prediction corrected by measured / predicted at that point — the same allocation, moved by single width steps —
+and measured again, a few times. Every method's policy goes through the same landing, so that methods are
 compared at equal measured latency and the budget the user asked for is the one the network meets.
 
-Known limit: "scaled" goes through `DNNGraphEnv.land`, whose bisection can jump a large width step (ResNet-20's
-residual stream at widths ×8: 12 % of the MACs per step) and then give channels back group by group to stay in the
-band; AMC's policies were reshaped that way into [56, 0, 0, …] (docs/benchmarks.md, "resnet20_latency_r8c"). A
-landing by single width steps from the given allocation would move it less.
+The allocation is moved by single width steps (`step_to`), each the one that loses the least share of its group's
+importance per predicted latency saved, so that it stays the searched one. (A first version scaled it as an
+episode's last action is, through `DNNGraphEnv.land`, whose bisection can jump a large width step — ResNet-20's
+residual stream at widths ×8 is 12 % of the MACs per step — and then gives channels back group by group: AMC's
+policies were reshaped that way into [56, 0, 0, …]; docs/benchmarks.md, "resnet20_latency_r8c".)
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def land_measured(env: DNNGraphEnv, removed: Sequence[int], measure: MeasureRati
     measured: dict[str, tuple[np.ndarray, float, float]] = {}  # key → (removed, predicted, measured)
     steps = []
     goal = budget  # the predicted ratio aimed at
+    lost = importance_lost(env)
+    floor = None
     for attempt in range(tries + 1):
         predicted = env.metric_of(current) / env.base
         actual = measure(env.plan_for(current))
@@ -71,7 +74,9 @@ def land_measured(env: DNNGraphEnv, removed: Sequence[int], measure: MeasureRati
         if budget - band <= actual <= budget + slack or attempt == tries:
             break
         goal = budget * predicted / actual  # the latency model, corrected where this policy is
-        nxt = _landed_elsewhere(env, current, goal, actual > budget, measured)
+        if floor is None:  # the direction the searched allocation first needed: it moves that way only
+            floor = current.copy() if actual > budget else np.zeros_like(current)
+        nxt = _landed_elsewhere(env, current, goal, actual > budget, measured, lost, floor)
         if nxt is None:
             break  # no allowed width moves the policy that way (every group at its fewest, or at its full width)
         current = nxt
@@ -81,15 +86,111 @@ def land_measured(env: DNNGraphEnv, removed: Sequence[int], measure: MeasureRati
 
 
 def _landed_elsewhere(env: DNNGraphEnv, current: np.ndarray, goal: float, faster: bool,
-                      measured: dict[str, tuple[np.ndarray, float, float]]) -> np.ndarray | None:
-    """`current`'s allocation landed at the predicted ratio `goal`; if that gives a policy already measured (the
-    widths move in steps), the goal moved on, 2 % of the budget at a time in the direction asked, up to 10 times."""
+                      measured: dict[str, tuple[np.ndarray, float, float]],
+                      lost: list[np.ndarray], floor: np.ndarray) -> np.ndarray | None:
+    """`current` moved by single width steps to the predicted ratio `goal`; if that gives a policy already measured
+    (the widths move in steps), the goal moved on, 2 % of the budget at a time in the direction asked, up to 10
+    times."""
     step = -0.02 * env.config.budget if faster else 0.02 * env.config.budget
     for _ in range(10):
-        nxt = env.reland(current, goal)
+        nxt = step_to(env, current, goal, lost, floor)
         if removed_key(nxt) not in measured:
             return nxt
         goal += step
         if goal <= 0:
             return None
     return None
+
+
+def importance_lost(env: DNNGraphEnv) -> list[np.ndarray]:
+    """Per prunable group: the share of its importance (the env's unit scores, summed over each removal step's
+    units) removed with the first k steps of its removal order, for k = 0 … its steps (ascending, 0 to 1)."""
+    scores = env.channels.scores(env.config.importance)
+    lost = []
+    for order in env.order:
+        per_step = scores[order].reshape(len(order), -1).sum(1)
+        lost.append(np.concatenate([[0.0], np.cumsum(per_step)]) / max(float(per_step.sum()), 1e-12))
+    return lost
+
+
+OPTIONS = 4
+"""ways to reach a landing's goal that are evaluated (the search's reward) before one is kept: the cheapest by the
+importance they cut, each also with latency given back where it overshot"""
+
+
+def step_to(env: DNNGraphEnv, removed: np.ndarray, goal: float, lost: list[np.ndarray],
+            floor: np.ndarray | None = None, band: float = BAND) -> np.ndarray:
+    """`removed` moved to a predicted ratio at or under `goal` by single allowed width steps, so that the searched
+    allocation moves as little as it can. Over the goal, the `OPTIONS` cheapest ways to cut there (`_cuts`), each
+    with steps given back while the goal holds (`_give_back_to`) down to `floor` (default: `removed` when it is over
+    the goal: cut further, never grown elsewhere) — and, where one is still more than `band` under the goal (a large
+    step, e.g. a residual stream's, overshot it), also below `floor`. Of these, the one within `band` of the goal
+    (if any is) that the env evaluates best is kept: the importance share is only a proxy for what a step costs."""
+    current = np.asarray(removed, dtype=np.int64).copy()
+    target, low = goal * env.base, (goal - band) * env.base
+    if floor is None:
+        floor = current.copy() if env.metric_of(current) > target else np.zeros_like(current)
+    options = [_give_back_to(env, cut, target, lost, floor) for cut in _cuts(env, current, target, lost)[:OPTIONS]]
+    options += [_give_back_to(env, o, target, lost, np.zeros_like(o)) for o in options if env.metric_of(o) < low]
+    unique = list({removed_key(o): o for o in options}.values())
+    if len(unique) == 1:
+        return unique[0]
+    near = [o for o in unique if env.metric_of(o) >= low] or unique
+    return max(near, key=lambda o: (env.evaluate_removed(o) or 0.0, env.metric_of(o)))
+
+
+def _cuts(env: DNNGraphEnv, current: np.ndarray, target: float, lost: list[np.ndarray]) -> list[np.ndarray]:
+    """Ways to cut `current` by single width steps until the predicted metric is at or under `target`, cheapest
+    first by the importance (share of each group's, summed) they cut: along a greedy path that takes, while the
+    target is not reached, the step that cuts the least per latency saved, each point's cheapest step that reaches
+    the target. (Finishing as soon as a step can is not enough: a large step, a residual stream's, can overshoot the
+    target by far.) Just `current` when it is at or under the target; the fastest reached when nothing reaches it."""
+    metric, spent = env.metric_of(current), 0.0
+    if metric <= target:
+        return [current]
+    finishes: list[tuple[float, np.ndarray]] = []  # (share cut in all, removed)
+    while True:
+        ordinary, finish = None, None  # (share cut per latency saved, share cut, removed, metric) / (share, removed)
+        for g in range(len(current)):
+            more = env.allowed[g][env.allowed[g] > current[g]]
+            if not len(more):
+                continue
+            trial = current.copy()
+            trial[g] = more[0]
+            after = env.metric_of(trial)
+            share = lost[g][trial[g]] - lost[g][current[g]]
+            if after <= target:
+                if finish is None or share < finish[0]:
+                    finish = (share, trial)
+            elif after < metric and (ordinary is None or share / (metric - after) < ordinary[0]):
+                ordinary = (share / (metric - after), share, trial, after)
+        if finish is not None:
+            finishes.append((spent + finish[0], finish[1]))
+        if ordinary is None:
+            break  # every group at its fewest, or no step that saves anything without reaching the target
+        _, share, current, metric = ordinary
+        spent += share
+    return [r for _, r in sorted(finishes, key=lambda f: f[0])] or [current]
+
+
+def _give_back_to(env: DNNGraphEnv, current: np.ndarray, target: float, lost: list[np.ndarray],
+                  floor: np.ndarray) -> np.ndarray:
+    """Single width steps given back (no group below `floor`) while the predicted metric stays at or under
+    `target`: each time the one that gives back the most share of its group's importance per latency added."""
+    metric = env.metric_of(current)
+    while True:
+        best = None
+        for g in range(len(current)):
+            fewer = env.allowed[g][(env.allowed[g] < current[g]) & (env.allowed[g] >= floor[g])]
+            if not len(fewer):
+                continue
+            trial = current.copy()
+            trial[g] = fewer[-1]
+            after = env.metric_of(trial)
+            if after <= target:
+                value = (lost[g][current[g]] - lost[g][trial[g]]) / max(after - metric, 1e-12 * env.base)
+                if best is None or value > best[0]:
+                    best = (value, trial, after)
+        if best is None:
+            return current
+        _, current, metric = best
