@@ -79,6 +79,9 @@ def parse() -> argparse.Namespace:
                     "folder stays runs/latency_compare/MODEL_METRIC unless --runs")
     ap.add_argument("--runs", help="the runs folder's name under runs/latency_compare (default: MODEL_METRIC): a "
                     "second experiment at the same budgets, e.g. after a change to the search")
+    ap.add_argument("--reuse-ft-from", nargs="+", default=[], metavar="RUNS",
+                    help="other runs folders (names under runs/latency_compare) whose finished fine-tunes of the "
+                    "same policy, seed and epochs are reused (the fine-tune is deterministic)")
     args = ap.parse_args()
     args.tag = args.tag or f"{args.model}_{args.metric}"
     args.runs = args.runs or f"{args.model}_{args.metric}"
@@ -184,10 +187,13 @@ def same_policy_ft(args: argparse.Namespace, budget: float, method: str, seed: i
     folder (a '+select' winner is often the search's best or a rule's policy): the fine-tune is deterministic, so
     its result is this one's (checked: two processes, one policy and seed, gave 85.10 % both times)."""
     mine = read_policy(folder(args, budget, method, seed) / "search" / "policy.json")["removed"]
-    for other in sorted(folder(args, budget, method, seed).parent.iterdir()):
-        done = other / f"ft{args.ft_epochs}-f{ft_seed}.json"
-        if other.name != f"{method}-s{seed}" and done.is_file() and (other / "search" / "policy.json").is_file() \
-                and read_policy(other / "search" / "policy.json")["removed"] == mine:
+    here = folder(args, budget, method, seed).parent
+    others = [d for runs in [here, *(here.parents[1] / r / here.name for r in args.reuse_ft_from)] if runs.is_dir()
+              for d in sorted(runs.iterdir())]
+    for other in others:
+        done, policy = other / f"ft{args.ft_epochs}-f{ft_seed}.json", other / "search" / "policy.json"
+        if other != folder(args, budget, method, seed) and done.is_file() and policy.is_file() \
+                and read_policy(policy)["removed"] == mine:
             return done
     return None
 
@@ -200,7 +206,8 @@ def run_finetune(args: argparse.Namespace, data: Any, budget: float, method: str
     if done.is_file():
         return
     if (twin := same_policy_ft(args, budget, method, seed, ft_seed)) is not None:
-        write_json(done, {**json.loads(twin.read_text()), "same_policy_as": twin.parent.name})
+        same = twin.parent.name if twin.parent.parent == out.parent else str(twin.parent.relative_to(root(args).parent))
+        write_json(done, {**json.loads(twin.read_text()), "same_policy_as": same})
         return
     base = gnnrl.create(args.model, weights=default_weights(args.model))
     pruned = apply_policy(base, read_policy(out / "search" / "policy.json"))

@@ -12,17 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_engines import fake_layer_seconds
 from test_search import TINY
 
 import gnnrl
 from gnnrl import create, trace
 from gnnrl.data import Cifar
+from gnnrl.engines import Engine
 from gnnrl.env import DNNGraphEnv, EnvConfig, uniform_removed
 from gnnrl.landing import BAND, SLACK, importance_lost, land_measured, step_to
-from gnnrl.latency import LatencyModel
+from gnnrl.latency import LatencyModel, LayerTable, TableModel
 from gnnrl.paths import default_weights
 from gnnrl.prune import PrunePlan
-from gnnrl.search import SearchConfig, evaluate_policy, make_env, search
+from gnnrl.search import SearchConfig, evaluate_policy, make_env, measured_lander, search
 from gnnrl.selection import candidates
 
 MODEL = LatencyModel(1, (1e-3, 1e-10, 1e-8), ())
@@ -107,7 +109,7 @@ def test_search_lands_its_best_and_records_how(cifar: Cifar, tmp_path: Path, mon
                                                                budget=0.8))
     model = create("resnet20", weights=default_weights("resnet20"))
 
-    def slow_engine(env: DNNGraphEnv, plan: PrunePlan) -> float:  # the engine is 10 % slower than predicted
+    def slow_engine(env: DNNGraphEnv, plan: PrunePlan, original: object = None) -> float:  # 10 % slower than predicted
         return 1.1 * env.latency.predict_plan(env.graph, plan) / env.base  # type: ignore[union-attr]
     # the module (`gnnrl.search` is also the function the package exports)
     monkeypatch.setattr(importlib.import_module("gnnrl.search"), "measured_latency", slow_engine)
@@ -143,3 +145,17 @@ def test_measured_landing_is_a_latency_setting() -> None:
     with pytest.raises(gnnrl.GnnrlError, match="measured_landing"):
         EnvConfig(measured_landing=-1).validate()
     assert SearchConfig().env.measured_landing == 3
+
+
+def test_a_landing_puts_the_original_on_the_engine_once(cifar: Cifar, monkeypatch: pytest.MonkeyPatch) -> None:
+    graph = trace(create("resnet20"), torch.zeros(1, 3, 32, 32))
+    engine = Engine()
+    model = TableModel(engine, LayerTable(engine, measure=fake_layer_seconds), (1e-4, 1.0, 0.0), ())
+    env = DNNGraphEnv(graph, cifar.split("val").balanced_subset(8),
+                      EnvConfig(budget=0.6, metric="latency", round_to=8, bn_recal=0), latency=model)
+    built: list[torch.nn.Module] = []  # what was put on the engine (exported, for ONNX Runtime): nothing is timed
+    monkeypatch.setattr(Engine, "network", lambda self, module, example: built.append(module) or (lambda: None))
+    monkeypatch.setattr(importlib.import_module("gnnrl.latency"), "interleaved_ratio",
+                        lambda pruned, original, rounds: (0.55, 1.0))  # always under the band: every try measures
+    landing = measured_lander(env)(uniform_removed(env))  # type: ignore[misc]
+    assert len(landing.steps) == 4 and len(built) == 5 and sum(m is graph.module for m in built) == 1

@@ -381,10 +381,12 @@ def _fit_free_intercept(samples: list[tuple[float, float, float]]) -> tuple[floa
     return _best_subset_fit(x, y, [(0, 1, 2), (0, 1), (0, 2), (1,), (0,)], free=(0,))
 
 
-def engine_ratio(graph: TracedModel, plan: PrunePlan, engine: Engine, rounds: int = 5) -> float:
-    """Measured latency of the pruned network / the original's on `engine`, interleaved (drift cancels)."""
-    pruned, original = engine.network(channels(graph).apply(plan), graph.example_input), \
-        engine.network(graph.module, graph.example_input)
+def engine_ratio(graph: TracedModel, plan: PrunePlan, engine: Engine, rounds: int = 5,
+                 original: Callable[[], Any] | None = None) -> float:
+    """Measured latency of the pruned network / the original's on `engine`, interleaved (drift cancels);
+    `original`: the original's `engine.network`, when the caller holds it (building it exports the model)."""
+    pruned = engine.network(channels(graph).apply(plan), graph.example_input)
+    original = original or engine.network(graph.module, graph.example_input)
     return interleaved_ratio(pruned, original, rounds)[0]
 
 

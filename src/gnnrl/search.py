@@ -344,7 +344,8 @@ def measured_lander(env: DNNGraphEnv) -> Callable[[Sequence[int]], Landing] | No
     tries = env.config.measured_landing
     if env.latency is None or not tries:
         return None
-    return lambda removed: land_measured(env, removed, lambda plan: measured_latency(env, plan), tries)
+    measure = _measurer(env)
+    return lambda removed: land_measured(env, removed, measure, tries)
 
 
 def _land_best(env: DNNGraphEnv, state: SearchState, tries: int) -> None:
@@ -353,7 +354,7 @@ def _land_best(env: DNNGraphEnv, state: SearchState, tries: int) -> None:
     its episode the one it was landed from)."""
     best = state.best
     assert best is not None
-    landing = land_measured(env, best["removed"], lambda plan: measured_latency(env, plan), tries)
+    landing = land_measured(env, best["removed"], _measurer(env), tries)
     state.measured_latency_ratio = landing.measured
     state.landing = {"from_episode": best["episode"], "met": landing.met, "tries": tries,
                      "steps": [{"predicted": p, "measured": m} for p, m in landing.steps]}
@@ -367,11 +368,25 @@ def _land_best(env: DNNGraphEnv, state: SearchState, tries: int) -> None:
                       "latency_ratio": landing.predicted, "landed": True}
 
 
-def measured_latency(env: DNNGraphEnv, plan: Any) -> float:
-    """The pruned network's latency / the original's, measured on the env's engine (the linear model's: eager)."""
+def measured_latency(env: DNNGraphEnv, plan: Any, original: Callable[[], Any] | None = None) -> float:
+    """The pruned network's latency / the original's, measured on the env's engine (the linear model's: eager);
+    `original`: the original network on that engine, when the caller holds it."""
     if isinstance(env.latency, TableModel):
-        return engine_ratio(env.graph, plan, env.latency.engine)
+        return engine_ratio(env.graph, plan, env.latency.engine, original=original)
     return measured_ratio(env.graph, plan, env.config.latency_batch)
+
+
+def _measurer(env: DNNGraphEnv) -> Callable[[Any], float]:
+    """`measured_latency` on `env`, the original network put on the engine once (a landing measures up to 4
+    policies; a selection's, its finalists' too) rather than exported again for every measurement."""
+    original = None
+
+    def measure(plan: Any) -> float:
+        nonlocal original
+        if original is None and isinstance(env.latency, TableModel):
+            original = env.latency.engine.network(env.graph.module, env.graph.example_input)
+        return measured_latency(env, plan, original)
+    return measure
 
 
 def _upgrade(saved: dict[str, Any]) -> dict[str, Any]:
