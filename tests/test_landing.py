@@ -25,7 +25,7 @@ from gnnrl.latency import LatencyModel, LayerTable, TableModel
 from gnnrl.paths import default_weights
 from gnnrl.prune import PrunePlan
 from gnnrl.search import SearchConfig, evaluate_policy, make_env, measured_lander, search
-from gnnrl.selection import candidates
+from gnnrl.selection import candidates, kept_landings
 
 MODEL = LatencyModel(1, (1e-3, 1e-10, 1e-8), ())
 """a fixed latency model (1 ms that pruning cannot remove + compute + memory): no timing in these tests"""
@@ -139,6 +139,24 @@ def test_selection_finalists_compete_at_equal_measured_latency(env: DNNGraphEnv)
         assert c.measured_ratio is not None and 0.6 - BAND <= c.measured_ratio <= 0.6 + SLACK
         assert c.measured_ratio == pytest.approx(measure(env.plan_for(np.array(c.removed))))
     assert all(c.measured_ratio is None for c in candidates(env, hist, top=2))
+
+
+def test_a_resumed_selection_lands_no_finalist_again(env: DNNGraphEnv, tmp_path: Path) -> None:
+    measure = engine_off_by(env, lambda macs: 1.0 + 0.25 * macs)
+    calls: list[tuple[int, ...]] = []
+
+    def land(removed: object) -> object:
+        calls.append(tuple(removed))  # type: ignore[arg-type]
+        return land_measured(env, removed, measure)  # type: ignore[arg-type]
+    hist = [{"episode": 1, "reward": -0.5, "removed": [int(r) for r in uniform_removed(env)]}]
+    first = candidates(env, hist, top=1, land=kept_landings(land, tmp_path / "landings.json"))  # type: ignore
+    landed = len(calls)
+    again = candidates(env, hist, top=1, land=kept_landings(land, tmp_path / "landings.json"))  # type: ignore
+    assert landed == 2  # the distinct policies proposed: the search's best (= the rule uniform), uniform-internal
+    assert len(calls) == landed and again == first  # read back, not landed (timed) again
+    (tmp_path / "landings.json").write_text("{")  # damaged: landed again, not a crash
+    assert candidates(env, hist, top=1, land=kept_landings(land, tmp_path / "landings.json")) == first  # type: ignore
+    assert len(calls) == 2 * landed
 
 
 def test_measured_landing_is_a_latency_setting() -> None:

@@ -107,6 +107,26 @@ def candidates(env: DNNGraphEnv, history: Sequence[dict[str, Any]], top: int,
     return list(found.values())
 
 
+def kept_landings(land: Callable[[Sequence[int]], Landing], path: Path) -> Callable[[Sequence[int]], Landing]:
+    """`land`, each landing kept in `path` (JSON, by the policy given) so that a resumed selection lands no finalist
+    again: a landing times the policy, and timing noise could land it on a neighbour whose saved score would then
+    be lost (300 distilled steps)."""
+    try:
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        saved = {}  # damaged: landed again
+
+    def landed(removed: Sequence[int]) -> Landing:
+        key = removed_key(np.asarray(removed))
+        if key not in saved:
+            saved[key] = asdict(land(removed))
+            write_json(path, saved)
+        d = saved[key]
+        return Landing(tuple(d["removed"]), d["predicted"], d["measured"], d["met"],
+                       tuple(tuple(s) for s in d["steps"]))
+    return landed
+
+
 def _candidate(env: DNNGraphEnv, name: str, removed: Sequence[int], measured: float | None = None) -> Candidate:
     arr = np.asarray(removed, dtype=np.int64)
     plan = env.plan_for(arr)
@@ -189,6 +209,7 @@ def select_after_search(env: DNNGraphEnv, teacher: Any, data: Cifar | FolderData
     first landed by `land`, see `candidates`), scored after the same short distilled fine-tune, resumable in `out`:
     the chosen policy and the ranking, best first."""
     lines = (search_dir / "history.jsonl").read_text().splitlines()
+    land = kept_landings(land, out / "landings.json") if land is not None else None
     pool = candidates(env, [json.loads(line) for line in lines if line], top, land=land)
     say(f"{len(pool)} finalists (the search's best {top} and the simple rules), each scored on val after {steps} "
         "distilled steps")
