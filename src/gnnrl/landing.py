@@ -152,7 +152,7 @@ def _cuts(env: DNNGraphEnv, current: np.ndarray, target: float, lost: list[np.nd
     while True:
         ordinary, finish = None, None  # (share cut per latency saved, share cut, removed, metric) / (share, removed)
         for g in range(len(current)):
-            more = env.allowed[g][env.allowed[g] > current[g]]
+            more = env.allowed[g][env.allowed[g] >= current[g] + least_step(env, g)]
             if not len(more):
                 continue
             trial = current.copy()
@@ -173,6 +173,12 @@ def _cuts(env: DNNGraphEnv, current: np.ndarray, target: float, lost: list[np.nd
     return [r for _, r in sorted(finishes, key=lambda f: f[0])] or [current]
 
 
+def least_step(env: DNNGraphEnv, g: int) -> int:
+    """The fewest channels a landing moves group `g` by: one allowed step, but at least 1/32 of the group's width
+    (without rounding a step is one channel, and ResNet-18's 512-wide groups took 7 s to land 5 % lower)."""
+    return max(1, int(env.sizes[g]) // 32)
+
+
 def _give_back_to(env: DNNGraphEnv, current: np.ndarray, target: float, lost: list[np.ndarray],
                   floor: np.ndarray) -> np.ndarray:
     """Single width steps given back (no group below `floor`) while the predicted metric stays at or under
@@ -181,7 +187,7 @@ def _give_back_to(env: DNNGraphEnv, current: np.ndarray, target: float, lost: li
     while True:
         best = None
         for g in range(len(current)):
-            fewer = env.allowed[g][(env.allowed[g] < current[g]) & (env.allowed[g] >= floor[g])]
+            fewer = env.allowed[g][(env.allowed[g] <= current[g] - least_step(env, g)) & (env.allowed[g] >= floor[g])]
             if not len(fewer):
                 continue
             trial = current.copy()
