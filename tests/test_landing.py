@@ -20,8 +20,9 @@ from gnnrl import create, trace
 from gnnrl.data import Cifar
 from gnnrl.engines import Engine
 from gnnrl.env import DNNGraphEnv, EnvConfig, uniform_removed
-from gnnrl.landing import BAND, SLACK, importance_lost, land_measured, least_step, step_to
+from gnnrl.landing import BAND, SLACK, importance_lost, land_measured, least_step, rule_at, step_to
 from gnnrl.latency import LatencyModel, LayerTable, TableModel
+from gnnrl.methods.heuristic import uniform_internal_removed
 from gnnrl.paths import default_weights
 from gnnrl.prune import PrunePlan
 from gnnrl.search import SearchConfig, evaluate_policy, make_env, measured_lander, search
@@ -103,6 +104,18 @@ def test_the_landing_moves_the_allocation_by_single_steps_that_lose_the_least(en
     assert env.metric_of(back) / env.base <= goal + 0.05 and np.all(back <= landed) and np.any(back < landed)
 
 
+def test_a_rules_policy_is_landed_as_the_rule_at_another_budget(env: DNNGraphEnv) -> None:
+    start = uniform_internal_removed(env)
+    summed = np.array([env.analysis.groups[g].summed for g in env.group_ids])
+    assert summed.any() and not start[summed].any()  # the rule keeps the residual streams whole
+    measure = engine_off_by(env, lambda macs: 1.0 + 0.25 * macs)
+    landing = land_measured(env, start, measure, rule=uniform_internal_removed)
+    assert landing.steps[0][1] > 0.6 + SLACK and landing.met and 0.6 - BAND <= landing.measured <= 0.6 + SLACK
+    # still the rule: a policy it gives at some budget (the streams whole where the internals alone can meet it)
+    ruled = {tuple(rule_at(env, uniform_internal_removed, b)) for b in np.arange(0.40, 0.60, 0.002)}
+    assert landing.removed in ruled and landing.removed != tuple(start)
+
+
 def test_search_lands_its_best_and_records_how(cifar: Cifar, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                ) -> None:
     config = replace(TINY, episodes=3, warmup=2, env=EnvConfig(bn_recal=64, max_steps=3, metric="latency",
@@ -134,7 +147,8 @@ def test_selection_finalists_compete_at_equal_measured_latency(env: DNNGraphEnv)
     hist = [{"episode": 1, "reward": -0.5, "removed": [int(r) for r in uniform_removed(env)]},
             {"episode": 2, "reward": -0.4, "removed": [int(r) for r in np.minimum(uniform_removed(env) + 8,
                                                                                    env.most)]}]
-    pool = candidates(env, hist, top=2, land=lambda removed: land_measured(env, removed, measure))
+    pool = candidates(env, hist, top=2, land=lambda removed, rule=None: land_measured(env, removed, measure,
+                                                                                      rule=rule))
     for c in pool:
         assert c.measured_ratio is not None and 0.6 - BAND <= c.measured_ratio <= 0.6 + SLACK
         assert c.measured_ratio == pytest.approx(measure(env.plan_for(np.array(c.removed))))
@@ -145,14 +159,14 @@ def test_a_resumed_selection_lands_no_finalist_again(env: DNNGraphEnv, tmp_path:
     measure = engine_off_by(env, lambda macs: 1.0 + 0.25 * macs)
     calls: list[tuple[int, ...]] = []
 
-    def land(removed: object) -> object:
+    def land(removed: object, rule: object = None) -> object:
         calls.append(tuple(removed))  # type: ignore[arg-type]
-        return land_measured(env, removed, measure)  # type: ignore[arg-type]
+        return land_measured(env, removed, measure, rule=rule)  # type: ignore[arg-type]
     hist = [{"episode": 1, "reward": -0.5, "removed": [int(r) for r in uniform_removed(env)]}]
     first = candidates(env, hist, top=1, land=kept_landings(land, tmp_path / "landings.json"))  # type: ignore
     landed = len(calls)
     again = candidates(env, hist, top=1, land=kept_landings(land, tmp_path / "landings.json"))  # type: ignore
-    assert landed == 2  # the distinct policies proposed: the search's best (= the rule uniform), uniform-internal
+    assert landed == 3  # the search's best, and the rules (uniform's policy is that best, but a rule lands as itself)
     assert len(calls) == landed and again == first  # read back, not landed (timed) again
     (tmp_path / "landings.json").write_text("{")  # damaged: landed again, not a crash
     assert candidates(env, hist, top=1, land=kept_landings(land, tmp_path / "landings.json")) == first  # type: ignore

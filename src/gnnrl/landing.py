@@ -19,7 +19,9 @@ policies were reshaped that way into [56, 0, 0, …]; docs/benchmarks.md, "resne
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Protocol
 
 import numpy as np
 
@@ -53,12 +55,24 @@ class Landing:
     """(predicted, measured) of every policy measured, in order (the first is the one given)"""
 
 
+Rule = Callable[[DNNGraphEnv], np.ndarray]
+"""a one-shot baseline (`gnnrl.methods.heuristic.RULES`): its policy at the env's budget"""
+
+
+class Lander(Protocol):
+    """What lands a policy on the measured budget (`gnnrl.search.measured_lander`); `rule`: the one-shot baseline
+    the policy is, if it is one."""
+
+    def __call__(self, removed: Sequence[int], rule: Rule | None = None) -> Landing: ...
+
+
 def land_measured(env: DNNGraphEnv, removed: Sequence[int], measure: MeasureRatio, tries: int = 3,
-                  slack: float = SLACK, band: float = BAND) -> Landing:
+                  slack: float = SLACK, band: float = BAND, rule: Rule | None = None) -> Landing:
     """`removed` measured and, while its measured latency is over the env's budget (by more than `slack`) or under
     it by more than `band`, landed again at the predicted ratio that the measured/predicted correction at the last
     point says meets the budget, at most `tries` times; the result is the measured policy closest under the budget
-    + slack (or, when none is, the fastest measured)."""
+    + slack (or, when none is, the fastest measured). A `rule`'s policy is landed as the rule run at that predicted
+    ratio (`rule_at`), so that uniform stays uniform; any other by single width steps (`step_to`)."""
     budget = env.config.budget
     current = np.asarray(removed, dtype=np.int64)
     measured: dict[str, tuple[np.ndarray, float, float]] = {}  # key → (removed, predicted, measured)
@@ -76,7 +90,8 @@ def land_measured(env: DNNGraphEnv, removed: Sequence[int], measure: MeasureRati
         goal = budget * predicted / actual  # the latency model, corrected where this policy is
         if floor is None:  # the direction the searched allocation first needed: it moves that way only
             floor = current.copy() if actual > budget else np.zeros_like(current)
-        nxt = _landed_elsewhere(env, current, goal, actual > budget, measured, lost, floor)
+        at = partial(rule_at, env, rule) if rule is not None else partial(step_to, env, current, lost=lost, floor=floor)
+        nxt = _landed_elsewhere(env, goal, actual > budget, measured, at)
         if nxt is None:
             break  # no allowed width moves the policy that way (every group at its fewest, or at its full width)
         current = nxt
@@ -85,21 +100,30 @@ def land_measured(env: DNNGraphEnv, removed: Sequence[int], measure: MeasureRati
     return Landing(tuple(int(r) for r in best[0]), best[1], best[2], best[2] <= budget + slack, tuple(steps))
 
 
-def _landed_elsewhere(env: DNNGraphEnv, current: np.ndarray, goal: float, faster: bool,
+def _landed_elsewhere(env: DNNGraphEnv, goal: float, faster: bool,
                       measured: dict[str, tuple[np.ndarray, float, float]],
-                      lost: list[np.ndarray], floor: np.ndarray) -> np.ndarray | None:
-    """`current` moved by single width steps to the predicted ratio `goal`; if that gives a policy already measured
-    (the widths move in steps), the goal moved on, 2 % of the budget at a time in the direction asked, up to 10
-    times."""
+                      at: Callable[[float], np.ndarray]) -> np.ndarray | None:
+    """The policy `at` the predicted ratio `goal`; if that is one already measured (the widths move in steps), the
+    goal moved on, 2 % of the budget at a time in the direction asked, up to 10 times."""
     step = -0.02 * env.config.budget if faster else 0.02 * env.config.budget
     for _ in range(10):
-        nxt = step_to(env, current, goal, lost, floor)
+        nxt = at(goal)
         if removed_key(nxt) not in measured:
             return nxt
         goal += step
         if goal <= 0:
             return None
     return None
+
+
+def rule_at(env: DNNGraphEnv, rule: Rule, goal: float) -> np.ndarray:
+    """`rule`'s policy at the predicted ratio `goal` instead of the env's budget (the env's episode is reset)."""
+    was = env.config
+    env.config = replace(was, budget=goal)
+    try:
+        return np.asarray(rule(env), dtype=np.int64)
+    finally:
+        env.config = was
 
 
 def importance_lost(env: DNNGraphEnv) -> list[np.ndarray]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,10 @@ from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
 from .files import claim_run_dir, torch_save, write_json, write_text
 from .identity import model_identity
-from .landing import Landing, land_measured
+from .landing import Lander, land_measured
 from .latency import LatencyModel, TableModel, engine_ratio, latency_from_dict, measured_ratio
 from .methods import Method, Rollout, make_method, method_spec
+from .methods.heuristic import RULES
 from .parallel import Evaluation, Evaluator, ParallelConfig, make_evaluator
 from .plot import plot_rewards
 from .progress import progress_bar
@@ -232,7 +233,7 @@ def search(
     finally:
         evaluator.close()
     if env.latency is not None and state.best is not None:  # the prediction, checked against a measurement
-        _land_best(env, state, config.env.measured_landing)
+        _land_best(env, state, config.env.measured_landing, config.method)
         if out:
             _write_outputs(out, env, config, state, uniform, identity, plot=False)
     if out and state.history:
@@ -338,23 +339,24 @@ def settings_read(config: dict[str, Any]) -> dict[str, Any]:
     return method_spec(config.get("method", LEGACY["method"])).reads(config)
 
 
-def measured_lander(env: DNNGraphEnv) -> Callable[[Sequence[int]], Landing] | None:
+def measured_lander(env: DNNGraphEnv) -> Lander | None:
     """What lands a policy on the env's latency budget as measured on its engine (`gnnrl.landing`), with the env's
     `measured_landing` tries; None when the budget is not latency or the landing is off."""
     tries = env.config.measured_landing
     if env.latency is None or not tries:
         return None
     measure = _measurer(env)
-    return lambda removed: land_measured(env, removed, measure, tries)
+    return lambda removed, rule=None: land_measured(env, removed, measure, tries, rule=rule)
 
 
-def _land_best(env: DNNGraphEnv, state: SearchState, tries: int) -> None:
+def _land_best(env: DNNGraphEnv, state: SearchState, tries: int, method: str) -> None:
     """The best policy measured on the engine and, up to `tries` times, landed again where the measurement says it
     misses the budget (`gnnrl.landing`); a landed policy is evaluated and becomes the best record (marked 'landed',
     its episode the one it was landed from)."""
     best = state.best
     assert best is not None
-    landing = land_measured(env, best["removed"], _measurer(env), tries)
+    rule = RULES[method][0] if method in RULES else None  # a rule's policy is landed as the rule, at another budget
+    landing = land_measured(env, best["removed"], _measurer(env), tries, rule=rule)
     state.measured_latency_ratio = landing.measured
     state.landing = {"from_episode": best["episode"], "met": landing.met, "tries": tries,
                      "steps": [{"predicted": p, "measured": m} for p, m in landing.steps]}

@@ -28,7 +28,7 @@ from .env import DNNGraphEnv, removed_key
 from .evaluate import evaluate
 from .files import write_json
 from .folder import FolderDataset, FolderSplit
-from .landing import Landing
+from .landing import Lander, Landing, Rule
 from .methods.heuristic import RULES
 from .progress import progress_bar
 from .proxy import TuneSet, short_finetune, tune_set
@@ -79,7 +79,7 @@ def selection_tune_set(teacher: Any, data: Cifar | FolderDataset, val_from: str,
 
 def candidates(env: DNNGraphEnv, history: Sequence[dict[str, Any]], top: int,
                rules: Sequence[str] = ("uniform-internal", "uniform"),
-               land: Callable[[Sequence[int]], Landing] | None = None) -> list[Candidate]:
+               land: Lander | None = None) -> list[Candidate]:
     """The `top` distinct policies of a search's history by reward, then the simple `rules` at the env's budget
     and rounding; a policy two sources share appears once, under both names. With `land` (a latency budget:
     `gnnrl.search.measured_lander`) each is first landed on the budget as measured on the engine, so that the
@@ -96,7 +96,7 @@ def candidates(env: DNNGraphEnv, history: Sequence[dict[str, Any]], top: int,
     proposed += [(rule, RULES[rule][0](env)) for rule in rules]
     found: dict[str, Candidate] = {}
     for name, removed in proposed:
-        landing = land(removed) if land is not None else None
+        landing = land(removed, RULES[name][0] if name in RULES else None) if land is not None else None
         if landing is not None:
             removed = landing.removed
         key = removed_key(np.asarray(removed))
@@ -107,7 +107,7 @@ def candidates(env: DNNGraphEnv, history: Sequence[dict[str, Any]], top: int,
     return list(found.values())
 
 
-def kept_landings(land: Callable[[Sequence[int]], Landing], path: Path) -> Callable[[Sequence[int]], Landing]:
+def kept_landings(land: Lander, path: Path) -> Lander:
     """`land`, each landing kept in `path` (JSON, by the policy given) so that a resumed selection lands no finalist
     again: a landing times the policy, and timing noise could land it on a neighbour whose saved score would then
     be lost (300 distilled steps)."""
@@ -116,10 +116,10 @@ def kept_landings(land: Callable[[Sequence[int]], Landing], path: Path) -> Calla
     except ValueError:
         saved = {}  # damaged: landed again
 
-    def landed(removed: Sequence[int]) -> Landing:
-        key = removed_key(np.asarray(removed))
+    def landed(removed: Sequence[int], rule: Rule | None = None) -> Landing:
+        key = removed_key(np.asarray(removed)) + (f" as {rule.__name__}" if rule is not None else "")
         if key not in saved:
-            saved[key] = asdict(land(removed))
+            saved[key] = asdict(land(removed, rule))
             write_json(path, saved)
         d = saved[key]
         return Landing(tuple(d["removed"]), d["predicted"], d["measured"], d["met"],
@@ -203,7 +203,7 @@ def chosen_policy(searched: dict[str, Any], env: DNNGraphEnv, ranked: Sequence[F
 def select_after_search(env: DNNGraphEnv, teacher: Any, data: Cifar | FolderDataset, search_dir: Path, *,
                         top: int, steps: int, batch_size: int, val_from: str, seed: int = 0, out: Path,
                         progress: bool = False, say: Callable[[str], None] = lambda _: None,
-                        land: Callable[[Sequence[int]], Landing] | None = None
+                        land: Lander | None = None
                         ) -> tuple[dict[str, Any], list[Finalist]]:
     """A finished search's (search_dir: history.jsonl, policy.json) best `top` policies and the simple rules (each
     first landed by `land`, see `candidates`), scored after the same short distilled fine-tune, resumable in `out`:
