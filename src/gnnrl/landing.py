@@ -13,7 +13,9 @@ The allocation is moved by single width steps (`step_to`), each the one that los
 importance per predicted latency saved, so that it stays the searched one. (A first version scaled it as an
 episode's last action is, through `DNNGraphEnv.land`, whose bisection can jump a large width step — ResNet-20's
 residual stream at widths ×8 is 12 % of the MACs per step — and then gives channels back group by group: AMC's
-policies were reshaped that way into [56, 0, 0, …]; docs/benchmarks.md, "resnet20_latency_r8c".)
+policies were reshaped that way into [56, 0, 0, …]; docs/benchmarks.md, "resnet20_latency_r8c".) A one-shot
+rule's policy (uniform, uniform-internal, l1-global) is landed as the rule itself at the corrected budget
+(`rule_at`): moved by steps it would become another allocation and no longer be the baseline it is named for.
 """
 
 from __future__ import annotations
