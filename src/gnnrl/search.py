@@ -351,8 +351,8 @@ def measured_lander(env: DNNGraphEnv) -> Lander | None:
 
 def _land_best(env: DNNGraphEnv, state: SearchState, tries: int, method: str) -> None:
     """The best policy measured on the engine and, up to `tries` times, landed again where the measurement says it
-    misses the budget (`gnnrl.landing`); a landed policy is evaluated and becomes the best record (marked 'landed',
-    its episode the one it was landed from)."""
+    misses the budget (`gnnrl.landing`; a one-shot rule's as the rule at another budget); a landed policy is
+    evaluated and becomes the best record (marked 'landed', its episode the one it was landed from)."""
     best = state.best
     assert best is not None
     rule = RULES[method][0] if method in RULES else None  # a rule's policy is landed as the rule, at another budget
