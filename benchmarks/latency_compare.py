@@ -85,8 +85,9 @@ def parse() -> argparse.Namespace:
     args = ap.parse_args()
     args.tag = args.tag or f"{args.model}_{args.metric}"
     args.runs = args.runs or f"{args.model}_{args.metric}"
-    if any(not 0 < b < 1 for b in args.budgets) or args.ft_epochs < 0 or args.episodes <= args.warmup:
-        ap.error("budgets in (0, 1), --ft-epochs ≥ 0 (0: no fine-tune) and --episodes > --warmup")
+    if any(not 0 < b < 1 for b in args.budgets) or args.ft_epochs < 0 or args.episodes <= args.warmup \
+            or args.timing_passes < 1:
+        ap.error("budgets in (0, 1), --ft-epochs ≥ 0 (0: no fine-tune), --episodes > --warmup and --timing-passes ≥ 1")
     if missing := [r for r in args.reuse_ft_from if not (ROOT / "runs" / "latency_compare" / r).is_dir()]:
         ap.error(f"--reuse-ft-from: no runs folder {', '.join(missing)} under runs/latency_compare")
     return args

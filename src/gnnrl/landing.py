@@ -158,11 +158,11 @@ def step_to(env: DNNGraphEnv, removed: np.ndarray, goal: float, lost: list[np.nd
         floor = current.copy() if env.metric_of(current) > target else np.zeros_like(current)
     options = [_give_back_to(env, cut, target, lost, floor) for cut in _cuts(env, current, target, lost)[:OPTIONS]]
     options += [_give_back_to(env, o, target, lost, np.zeros_like(o)) for o in options if env.metric_of(o) < low]
-    unique = list({removed_key(o): o for o in options}.values())
-    if len(unique) == 1:
-        return unique[0]
-    near = [o for o in unique if env.metric_of(o) >= low] or unique
-    return max(near, key=lambda o: (env.evaluate_removed(o) or 0.0, env.metric_of(o)))
+    metrics = {removed_key(o): (o, env.metric_of(o)) for o in options}  # each distinct option's metric, once
+    if len(metrics) == 1:
+        return options[0]
+    near = [m for m in metrics.values() if m[1] >= low] or list(metrics.values())
+    return max(near, key=lambda m: (env.evaluate_removed(m[0]) or 0.0, m[1]))[0]
 
 
 def _cuts(env: DNNGraphEnv, current: np.ndarray, target: float, lost: list[np.ndarray]) -> list[np.ndarray]:
