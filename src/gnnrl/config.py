@@ -66,7 +66,7 @@ class EnvConfig:
     round_to: int = 1
     """every pruned width is a multiple of this (or the layer's full width): the channel granularity that pays
     on the engine (8 or 16 on ONNX Runtime's CPU kernels, `gnnrl.latency.channel_granularity`); 1: any width"""
-    measured_landing: int = 3
+    measured_landing: int = 5
     """metric 'latency': the search's best policy (and each finalist of a selection) is timed on the engine and,
     when its measured latency misses the budget, landed again with the prediction corrected there, up to this many
     times (`gnnrl.landing`: on an AVX2 machine the table model alone let policies overshoot 0.5 by up to 12 %);

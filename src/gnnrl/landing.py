@@ -71,8 +71,9 @@ class Lander(Protocol):
 def land_measured(env: DNNGraphEnv, removed: Sequence[int], measure: MeasureRatio, tries: int = 3,
                   slack: float = SLACK, band: float = BAND, rule: Rule | None = None) -> Landing:
     """`removed` measured and, while its measured latency is over the env's budget (by more than `slack`) or under
-    it by more than `band`, landed again at the predicted ratio that the measured/predicted correction at the last
-    point says meets the budget, at most `tries` times; the result is the measured policy closest under the budget
+    it by more than `band`, landed again at the predicted ratio that should meet the budget (`_next_goal`: the
+    measured/predicted correction at the last point, or between the points measured on either side), at most `tries`
+    times; the result is the measured policy closest under the budget
     + slack (or, when none is, the fastest measured). A `rule`'s policy is landed as the rule run at that predicted
     ratio (`rule_at`), so that uniform stays uniform; any other by single width steps (`step_to`)."""
     budget = env.config.budget
@@ -89,7 +90,7 @@ def land_measured(env: DNNGraphEnv, removed: Sequence[int], measure: MeasureRati
         steps.append((predicted, actual))
         if budget - band <= actual <= budget + slack or attempt == tries:
             break
-        goal = budget * predicted / actual  # the latency model, corrected where this policy is
+        goal = _next_goal(budget, band, list(measured.values()))
         if floor is None:  # the direction the searched allocation first needed: it moves that way only
             floor = current.copy() if actual > budget else np.zeros_like(current)
         at = partial(rule_at, env, rule) if rule is not None else partial(step_to, env, current, lost=lost, floor=floor)
@@ -100,6 +101,23 @@ def land_measured(env: DNNGraphEnv, removed: Sequence[int], measure: MeasureRati
     feasible = [m for m in measured.values() if m[2] <= budget + slack]
     best = max(feasible, key=lambda m: m[2]) if feasible else min(measured.values(), key=lambda m: m[2])
     return Landing(tuple(int(r) for r in best[0]), best[1], best[2], best[2] <= budget + slack, tuple(steps))
+
+
+def _next_goal(budget: float, band: float, measured: list[tuple[np.ndarray, float, float]]) -> float:
+    """The predicted ratio to aim at next: where the measured points nearest the budget on either side (over it, and
+    more than `band` under it) interpolate to the budget, once there are both; before that, the latency model
+    corrected by measured / predicted at the last point. (The correction alone can go back and forth: uniform's
+    measured latency is not monotone in its predicted one, 0.553 / 0.516 / 0.529 / 0.439 for 0.497 … 0.397, and
+    a measurement is noisy by about SLACK.)"""
+    _, predicted, actual = measured[-1]
+    over = [(p, a) for _, p, a in measured if a > budget]
+    under = [(p, a) for _, p, a in measured if a < budget - band]
+    if not over or not under:
+        return budget * predicted / actual  # the latency model, corrected where this policy is
+    (p_hi, a_hi), (p_lo, a_lo) = min(over, key=lambda m: m[1]), max(under, key=lambda m: m[1])
+    if a_hi == a_lo or p_hi <= p_lo:
+        return budget * predicted / actual
+    return p_lo + (budget - a_lo) * (p_hi - p_lo) / (a_hi - a_lo)
 
 
 def _landed_elsewhere(env: DNNGraphEnv, goal: float, faster: bool,
