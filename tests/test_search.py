@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from gnnrl.data import Cifar
 from gnnrl.env import EnvConfig
 from gnnrl.errors import GnnrlError
 from gnnrl.paths import default_weights
-from gnnrl.search import SearchConfig, search
+from gnnrl.search import EpisodeRecord, SearchConfig, SearchState, search
 
 TINY = SearchConfig(episodes=4, warmup=2, val_size=100, env=EnvConfig(bn_recal=64, max_steps=3),
                     agent=DDPGConfig(channels=16, hidden=32, batch_size=8))
@@ -61,3 +61,19 @@ def test_cli_search_smoke(tmp_path: Path) -> None:
     code = main(["search", "--model", "resnet20", "--episodes", "2", "--warmup", "1", "--val-size", "50",
                  "--bn-recal", "32", "--max-steps", "2", "--out", str(tmp_path / "r"), "--quiet"])
     assert code == 0 and (tmp_path / "r" / "policy.json").is_file()
+
+
+def test_the_best_record_survives_the_checkpoint_and_older_spellings() -> None:
+    record = EpisodeRecord(episode=3, phase="agent", reward=-0.5, val_top1=50.0, macs_ratio=0.5, params_ratio=0.4,
+                           steps=2, sigma=0.1, removed=[8, 0, 16], build_s=0.1, recal_s=0.2, eval_s=0.3,
+                           agent_s=0.0, seconds=0.6, latency_ratio=0.49, critic_loss=0.25, landed=True)
+    state = SearchState()
+    state.add(record)
+    # what the checkpoint stores (asdict) and what history.jsonl / an older checkpoint's best stored (to_dict, with
+    # the losses under 'agent/…' and, from another version, a key this one does not know)
+    assert SearchState.from_saved(json.loads(json.dumps(asdict(state)))).best == record
+    older = {**record.to_dict(), "from_a_later_version": 1}
+    assert "agent/critic_loss" in older and EpisodeRecord.from_dict(older) == record
+    worse = replace(record, episode=4, reward=-0.6)
+    state.add(worse)
+    assert state.best == record and len(state.history) == 2

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,9 @@ class EpisodeRecord:
     """wall time of evaluating the episode's round (all its policies, on however many workers)"""
     worker: str | None = None
     """who evaluated the policy ('local', or a Ray actor's host:pid); None when it was already cached"""
+    landed: bool | None = None
+    """True on a search's best when the measured landing moved it (`gnnrl.landing`): its policy, accuracy and
+    ratios are the landed one's, its episode the one it was landed from"""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON line (losses under 'agent/…'; fields that do not apply left out)."""
@@ -85,6 +88,13 @@ class EpisodeRecord:
             d[f"agent/{key}"] = d.pop(key)
         return {k: v for k, v in d.items() if v is not None}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EpisodeRecord:
+        """The record of a JSON line or a checkpoint's (either spelling of the losses; keys it does not know, from
+        another version, left out)."""
+        d = {k.removeprefix("agent/"): v for k, v in d.items()}
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
 
 @dataclass
 class SearchState:
@@ -92,8 +102,8 @@ class SearchState:
 
     episode: int = 0
     """episodes finished"""
-    best: dict[str, Any] | None = None
-    """the record of the best episode so far"""
+    best: EpisodeRecord | None = None
+    """the record of the best episode so far (after the measured landing: the landed policy's)"""
     history: list[dict[str, Any]] = field(default_factory=list)
     uniform_macs_ratio: float | None = None
     measured_latency_ratio: float | None = None
@@ -104,10 +114,16 @@ class SearchState:
         """Append an episode (kept as the best when its reward is the highest so far); returns its dict."""
         d = record.to_dict()
         self.history.append(d)
-        if self.best is None or d["reward"] > self.best["reward"]:
-            self.best = d
+        if self.best is None or record.reward > self.best.reward:
+            self.best = record
         self.episode = record.episode
         return d
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> SearchState:
+        """The state a checkpoint stored (`asdict`; its best a plain dict)."""
+        best = saved.get("best")
+        return cls(**{**saved, "best": EpisodeRecord.from_dict(best) if best is not None else None})
 
 
 @dataclass
@@ -226,7 +242,7 @@ def search(
         rng.bit_generator.state = saved["rng"]
         torch.set_rng_state(saved["torch_rng"])
         env.cache.update(saved["cache"])
-        state = SearchState(**saved["state"])
+        state = SearchState.from_saved(saved["state"])
     evaluator = make_evaluator(env, model, parallel)
     try:
         uniform = _run(env, method, evaluator, config, state, rng, identity, out, progress, on_episode_end)
@@ -283,7 +299,7 @@ def _run(env: DNNGraphEnv, method: Method, evaluator: Evaluator, config: SearchC
                     actor_loss=losses.get("agent/actor_loss"), round_eval_s=round_eval_s,
                     worker=evaluation.worker if evaluation is not None else None))
                 assert state.best is not None
-                bar.update(task, advance=1, info=f"best val {state.best['val_top1']:.2f} % "
+                bar.update(task, advance=1, info=f"best val {state.best.val_top1:.2f} % "
                            f"(uniform {100 * uniform:.2f} %) · last {record['val_top1']:.2f} %")
                 # a stop asked for mid-round takes effect at the round's end: checkpoints hold whole rounds only
                 stop = bool(on_episode_end is not None and on_episode_end(record)) or stop
@@ -356,18 +372,18 @@ def _land_best(env: DNNGraphEnv, state: SearchState, tries: int, method: str) ->
     best = state.best
     assert best is not None
     rule = RULES[method][0] if method in RULES else None  # a rule's policy is landed as the rule, at another budget
-    landing = land_measured(env, best["removed"], _measurer(env), tries, rule=rule)
+    landing = land_measured(env, best.removed, _measurer(env), tries, rule=rule)
     state.measured_latency_ratio = landing.measured
-    state.landing = {"from_episode": best["episode"], "met": landing.met, "tries": tries,
+    state.landing = {"from_episode": best.episode, "met": landing.met, "tries": tries,
                      "steps": [{"predicted": p, "measured": m} for p, m in landing.steps]}
-    if list(landing.removed) != list(best["removed"]):
+    if list(landing.removed) != list(best.removed):
         removed = np.array(landing.removed)
         accuracy = env.evaluate_removed(removed)
         assert accuracy is not None  # evaluation is deferred only inside a round
         macs, params = env.channels.fractions_after(env.plan_for(removed))
-        state.best = {**best, "removed": list(landing.removed), "val_top1": 100 * accuracy,
-                      "reward": reward_of(accuracy), "macs_ratio": macs, "params_ratio": params,
-                      "latency_ratio": landing.predicted, "landed": True}
+        state.best = replace(best, removed=list(landing.removed), val_top1=100 * accuracy,
+                             reward=reward_of(accuracy), macs_ratio=macs, params_ratio=params,
+                             latency_ratio=landing.predicted, landed=True)
 
 
 LANDING_ROUNDS = 15
@@ -419,12 +435,12 @@ def _warmup_of(config: SearchConfig) -> int:
 def _result(env: DNNGraphEnv, state: SearchState, uniform: float) -> SearchResult:
     best = state.best
     assert best is not None
-    removed = np.array(best["removed"])
+    removed = np.array(best.removed)
     return SearchResult(
         policy={g: float(r / n) for g, r, n in zip(env.group_ids, removed, env.sizes, strict=True)},
-        removed=[int(r) for r in removed], group_ids=list(env.group_ids), val_top1=best["val_top1"],
-        macs_ratio=best["macs_ratio"], params_ratio=best["params_ratio"], episode=best["episode"],
-        history=state.history, uniform_val_top1=100 * uniform, latency_ratio=best.get("latency_ratio"),
+        removed=[int(r) for r in removed], group_ids=list(env.group_ids), val_top1=best.val_top1,
+        macs_ratio=best.macs_ratio, params_ratio=best.params_ratio, episode=best.episode,
+        history=state.history, uniform_val_top1=100 * uniform, latency_ratio=best.latency_ratio,
         measured_latency_ratio=state.measured_latency_ratio, landing=state.landing)
 
 
