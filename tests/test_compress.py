@@ -22,7 +22,7 @@ from gnnrl.errors import GnnrlError
 from gnnrl.export import compare_latency, export_onnx, memory, time_interleaved
 from gnnrl.finetune import finetune, finetune_config
 from gnnrl.paths import default_weights
-from gnnrl.policy import PolicyError, apply_policy, policy_for_ratios
+from gnnrl.policy import PolicyError, apply_policy, policy_cost, policy_for_ratios
 from gnnrl.prune import apply_plan
 from gnnrl.search import make_env, search
 
@@ -79,6 +79,7 @@ def test_uniform_policy_dict_round_trip() -> None:
     replayed = apply_policy(model, policy)
     assert np.array_equal(direct.plan.keep, replayed.plan.keep)
     assert replayed.cost == direct.cost
+    assert policy_cost(model, policy) == direct.cost  # the same, without building the network
 
 
 def test_finetune_learns_resumes_exactly_and_keeps_the_best(cifar: Cifar, tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ from .identity import model_identity
 from .latency import latency_from_dict
 from .methods import method_spec
 from .parallel import ParallelConfig
-from .policy import apply_policy, read_policy
+from .policy import apply_policy, policy_cost, read_policy
 from .prune import PrunedModel
 from .report import write_report
 from .saving import load, save
@@ -345,7 +345,7 @@ def _evaluation(model: nn.Module, data: Cifar, config: CompressConfig, out: Path
                  "macs_ratio": macs, "params_ratio": params}}
     if alt is not None:
         alt_before = recalibrated(out / "baseline" / "pruned.safetensors")
-        alt_cost = apply_policy(model, out / "baseline" / "search" / "policy.json").cost
+        alt_cost = policy_cost(model, out / "baseline" / "search" / "policy.json")
         evaluation.update(baseline_before_ft=_evaluate_all(alt_before, splits),
                           baseline_after_ft=_evaluate_all(alt, splits))
         evaluation["cost"].update(baseline=asdict(alt_cost), baseline_macs_ratio=alt_cost.fraction_of(base_cost)[0])

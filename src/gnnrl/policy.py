@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cost import Cost
 from .errors import GnnrlError
 from .identity import weights_fingerprint
-from .prune import PrunedModel, channels
+from .prune import Channels, PrunedModel, PrunePlan, channels
 from .trace import TracedModel, trace
 
 
@@ -139,6 +140,20 @@ def apply_policy(model: nn.Module, policy: str | Path | dict[str, Any], example_
     policy = read_policy(policy)
     if (early := unfinished(policy)) is not None:
         warnings.warn(early, UserWarning, stacklevel=2)
+    ch, plan = _planned(model, policy, example_input, importance)
+    return ch.pruned(plan)
+
+
+def policy_cost(model: nn.Module, policy: str | Path | dict[str, Any], example_input: torch.Tensor | None = None,
+                importance: str | None = None) -> Cost:
+    """MACs and params of the network `apply_policy` would give, computed from the graph without building it."""
+    ch, plan = _planned(model, read_policy(policy), example_input, importance)
+    return ch.cost_after(plan)
+
+
+def _planned(model: nn.Module, policy: dict[str, Any], example_input: torch.Tensor | None,
+             importance: str | None) -> tuple[Channels, PrunePlan]:
+    """The traced model's channel analysis and the plan that removes what the (checked) policy says."""
     if example_input is None:
         shape = policy.get("input_shape") or [1, 3, 32, 32]
         example_input = torch.zeros(1, *shape[1:])
@@ -149,8 +164,7 @@ def apply_policy(model: nn.Module, policy: str | Path | dict[str, Any], example_
     orders = ch.orders(group_ids, importance)
     check_policy(policy, model, graph, group_ids, [len(o) for o in orders])
     removed = np.array([int(policy["removed"][str(g)]) for g in group_ids])
-    plan = ch.plan_removed(orders, removed)
-    return ch.pruned(plan)
+    return ch, ch.plan_removed(orders, removed)
 
 
 def policy_for_ratios(graph: TracedModel, model: nn.Module, ratios: dict[int, float], importance: str = "l1"
