@@ -285,7 +285,7 @@ def _select_stage(model: nn.Module, data: Cifar, config: CompressConfig, out: Pa
                                     steps=config.finalist_steps, batch_size=config.finalist_batch,
                                     val_from=config.search.val_from, seed=config.finetune.seed, out=sdir,
                                     progress=progress, say=lambda s: say(f"[1/6] select: {s}"),
-                                    land=measured_lander(env))
+                                    land=measured_lander(env), searched=searched)
     write_json(chosen, policy)
     return chosen
 

@@ -203,11 +203,11 @@ def chosen_policy(searched: dict[str, Any], env: DNNGraphEnv, ranked: Sequence[F
 def select_after_search(env: DNNGraphEnv, teacher: Any, data: Cifar | FolderDataset, search_dir: Path, *,
                         top: int, steps: int, batch_size: int, val_from: str, seed: int = 0, out: Path,
                         progress: bool = False, say: Callable[[str], None] = lambda _: None,
-                        land: Lander | None = None
+                        land: Lander | None = None, searched: dict[str, Any] | None = None
                         ) -> tuple[dict[str, Any], list[Finalist]]:
     """A finished search's (search_dir: history.jsonl, policy.json) best `top` policies and the simple rules (each
     first landed by `land`, see `candidates`), scored after the same short distilled fine-tune, resumable in `out`:
-    the chosen policy and the ranking, best first."""
+    the chosen policy and the ranking, best first. `searched`: its policy.json, when the caller has read it."""
     lines = (search_dir / "history.jsonl").read_text().splitlines()
     land = kept_landings(land, out / "landings.json") if land is not None else None
     pool = candidates(env, [json.loads(line) for line in lines if line], top, land=land)
@@ -216,4 +216,5 @@ def select_after_search(env: DNNGraphEnv, teacher: Any, data: Cifar | FolderData
     tune = selection_tune_set(teacher, data, val_from, steps, batch_size)
     ranked = select(env, pool, tune, steps, batch_size, seed=seed, out=out, progress=progress)
     say(f"chosen: {ranked[0].candidate.name} ({ranked[0].tuned_top1:.2f} % after the short fine-tune)")
-    return chosen_policy(json.loads((search_dir / "policy.json").read_text()), env, ranked), ranked
+    searched = searched if searched is not None else json.loads((search_dir / "policy.json").read_text())
+    return chosen_policy(searched, env, ranked), ranked
