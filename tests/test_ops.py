@@ -456,7 +456,7 @@ def test_register_op_teaches_a_custom_layer() -> None:
         LEAF_MODULES.discard(ScaledConv)
 
 
-def _masked_custom(model: nn.Module, graph: gnnrl.Graph, keep: np.ndarray) -> nn.Module:
+def _masked_custom(model: nn.Module, graph: gnnrl.TracedModel, keep: np.ndarray) -> nn.Module:
     """The original with every layer's weights reading a removed channel zeroed (the reference of exactness)."""
     import copy
 
@@ -504,3 +504,10 @@ def test_no_op_knowledge_outside_the_registry() -> None:
         source = (ROOT / "src" / "gnnrl" / f"{name}.py").read_text()
         found = pattern.findall(source)
         assert not found, f"gnnrl/{name}.py still describes ops itself: {found}"
+
+
+def test_the_old_name_of_traced_model_still_answers_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="TracedModel"):
+        assert gnnrl.Graph is gnnrl.TracedModel
+    with pytest.raises(AttributeError, match="no attribute 'Grpah'"):
+        gnnrl.Grpah  # noqa: B018

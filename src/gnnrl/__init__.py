@@ -1,5 +1,8 @@
 """gnnrl: topology-aware channel pruning of PyTorch CNNs with multi-stage GNN embeddings and RL (GNN-RL)."""
 
+import warnings as _warnings
+from typing import Any as _Any
+
 from ._version import __version__ as __version__
 from .compress import CompressConfig, CompressResult, compress, quick_config
 from .cost import Cost, count_flops
@@ -14,7 +17,7 @@ from .policy import PolicyError, apply_policy
 from .prune import Channels, PrunedModel, PruneError, channels, cost_after, prune, ratios_for_budget
 from .saving import load, save
 from .search import SearchConfig, SearchResult, search
-from .trace import Graph, TracedModel, TraceError, register_leaf, trace
+from .trace import TracedModel, TraceError, register_leaf, trace
 from .train import TrainConfig, TrainResult
 
 __all__ = [
@@ -27,7 +30,6 @@ __all__ = [
     "DataError",
     "EvalResult",
     "GnnrlError",
-    "Graph",
     "ModelError",
     "PolicyError",
     "PruneError",
@@ -63,3 +65,12 @@ __all__ = [
     "search",
     "trace",
 ]
+
+
+def __getattr__(name: str) -> _Any:
+    """Old names, still answered with a DeprecationWarning: `Graph` is `TracedModel` since the op registry."""
+    if name == "Graph":
+        _warnings.warn("gnnrl.Graph is now gnnrl.TracedModel; the old name will be removed", DeprecationWarning,
+                       stacklevel=2)
+        return TracedModel
+    raise AttributeError(f"module 'gnnrl' has no attribute {name!r}")

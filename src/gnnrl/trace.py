@@ -72,10 +72,6 @@ class TracedModel:
         return self.module.get_submodule(str(node.target))
 
 
-Graph = TracedModel
-"""The name `TracedModel` had before the op registry; kept so that existing code keeps working."""
-
-
 class _Tracer(fx.Tracer):
     def __init__(self, leaves: Iterable[type[nn.Module]], autowrap: Iterable[Callable[..., Any]],
                  kept: Iterable[str] = ()) -> None:
