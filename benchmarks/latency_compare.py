@@ -49,6 +49,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.7, 0.55])
     ap.add_argument("--methods", nargs="+", default=["gnnrl", "amc", "random", "uniform-internal"],
                     help="search methods; METHOD+tuned: the same method rewarded after a short distilled fine-tune; "
+                    "METHOD+capacity: rewarded for the fraction of the MACs kept too (gnnrl.env.CAPACITY_WEIGHT); "
                     "METHOD+select: METHOD's search, then its --finalists best and the simple rules scored after "
                     "--select-steps distilled steps (gnnrl.selection), the best fine-tuned")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -109,10 +110,12 @@ def prepared(args: argparse.Namespace, graph: Any) -> tuple[int, Any]:
 
 
 def config_for(args: argparse.Namespace, method: str, seed: int, budget: float, round_to: int) -> SearchConfig:
-    """The search of `method` ('NAME' or 'NAME+tuned': the same method rewarded after a short fine-tune)."""
-    name, _, variant = method.partition("+")  # '+select' searches as the plain method (the same search)
+    """The search of `method` ('NAME', 'NAME+tuned': the same method rewarded after a short fine-tune, or
+    'NAME+capacity': rewarded for the MACs it keeps too)."""
+    name, *variants = method.split("+")  # '+select' searches as the plain method (the same search)
+    reward = next((v for v in variants if v in ("tuned", "capacity")), "accuracy")
     env = EnvConfig(budget=budget, metric=args.metric, engine=args.engine, latency_batch=args.latency_batch,
-                    round_to=round_to, reward="tuned" if variant == "tuned" else "accuracy",
+                    round_to=round_to, reward=reward,
                     reward_steps=args.reward_steps)
     agent = DDPGConfig(candidates=1) if name == "amc" else DDPGConfig()  # AMC as published
     return SearchConfig(env=env, agent=agent, episodes=args.episodes, warmup=args.warmup, seed=seed, method=name)

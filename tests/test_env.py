@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
+from torch.utils.flop_counter import FlopCounterMode
 
 from gnnrl import create, evaluate
 from gnnrl.data import Cifar
-from gnnrl.env import DNNGraphEnv, EnvConfig, recalibrate_bn, uniform_removed
+from gnnrl.env import CAPACITY_WEIGHT, DNNGraphEnv, EnvConfig, recalibrate_bn, uniform_removed
 from gnnrl.errors import GnnrlError
 from gnnrl.prune import apply_plan, cost_after, original_cost
 
@@ -95,6 +96,18 @@ def test_reward_is_minus_the_validation_error(small) -> None:  # type: ignore[no
     assert reward == pytest.approx(evaluate(pruned, val).top1 / 100 - 1)
 
 
+def test_the_capacity_reward_adds_the_macs_kept_counted_outside(small) -> None:  # type: ignore[no-untyped-def]
+    val, _ = small
+    env = DNNGraphEnv(create("resnet20"), val, EnvConfig(bn_recal=0, reward="capacity"))
+    env.reset()
+    _, reward, done, _, info = env.step(np.ones(env.action_space.shape[0]))
+    pruned = apply_plan(env.graph, env.plan_for(env.removed))
+    macs = torch_macs(pruned) / torch_macs(create("resnet20"))
+    assert done and 0.3 < macs < 0.6 and info["macs_ratio"] == pytest.approx(macs)
+    assert reward == pytest.approx(evaluate(pruned, val).top1 / 100 - 1 + CAPACITY_WEIGHT * macs)
+    assert env.finish(env.removed)[0] == pytest.approx(reward)  # a policy chosen whole: the same reward
+
+
 def test_deferred_evaluation_keeps_the_gymnasium_contract(small) -> None:  # type: ignore[no-untyped-def]
     """While evaluation is deferred, the last step's reward is a finite 0.0 marked pending (never NaN), the
     policy is collected, and once it is evaluated the same episode gets its real reward from the cache."""
@@ -111,3 +124,10 @@ def test_deferred_evaluation_keeps_the_gymnasium_contract(small) -> None:  # typ
     env.reset()
     _, again, _, _, info = env.step(np.ones(env.action_space.shape[0]))  # the same policy: from the cache
     assert again == pytest.approx(finished["accuracy"] - 1) and "pending" not in info
+
+
+def torch_macs(model: torch.nn.Module) -> float:
+    """Multiply-accumulates of one 32×32 image, counted by PyTorch (convs and matmuls: 2 FLOPs each)."""
+    with FlopCounterMode(display=False) as counter:
+        model.eval()(torch.zeros(1, 3, 32, 32))
+    return counter.get_total_flops() / 2

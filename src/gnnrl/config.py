@@ -22,7 +22,7 @@ def check_budget(budget: float, what: str = "the MACs", name: str = "budget",
 Metric = Literal["macs", "params", "latency"]
 Predictor = Literal["table", "linear"]
 Importance = Literal["l1", "l2", "bn_scale", "random"]
-Reward = Literal["accuracy", "tuned"]
+Reward = Literal["accuracy", "tuned", "capacity"]
 REWARDS: tuple[str, ...] = get_args(Reward)
 METRICS: tuple[str, ...] = get_args(Metric)
 PREDICTORS: tuple[str, ...] = get_args(Predictor)
@@ -75,7 +75,9 @@ class EnvConfig:
     """what a candidate is rewarded by: 'accuracy', its validation top-1 after BatchNorm re-estimation (the
     paper's); 'tuned', the same after a short distilled fine-tune (`reward_steps` SGD steps of `reward_batch`
     training images, `gnnrl.proxy`): closer to the accuracy after the user's fine-tune, at the cost of those
-    steps per candidate"""
+    steps per candidate; 'capacity', the plain accuracy plus the fraction of the MACs kept
+    (`gnnrl.env.CAPACITY_WEIGHT`): under a latency budget, the policy that keeps the most computation where the
+    engine runs it cheaply, which is what a fine-tune turns into accuracy"""
     reward_steps: int = 50
     """SGD steps of the short fine-tune (reward 'tuned')"""
     reward_batch: int = 64

@@ -23,7 +23,7 @@ from torch import nn
 from .checkpoint import load_for_resume
 from .config import SearchConfig
 from .data import Cifar, Split
-from .env import DNNGraphEnv, fit_latency, removed_key, reward_of, uniform_removed
+from .env import DNNGraphEnv, fit_latency, removed_key, uniform_removed
 from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
 from .files import claim_run_dir, torch_save, write_json, write_text
@@ -283,7 +283,7 @@ def _run(env: DNNGraphEnv, method: Method, evaluator: Evaluator, config: SearchC
             round_eval_s = time.perf_counter() - t_eval
             for ep, roll, play_s in played:
                 key = removed_key(roll.info["removed"])
-                _complete(roll, env.cache[key])
+                _complete(env, roll, env.cache[key])
                 evaluation = fresh.pop(key, None)  # the first episode of a policy pays for its evaluation
                 timing = {k: getattr(evaluation, k, 0.0) for k in ("build_s", "recal_s", "eval_s")}
                 t_agent = time.perf_counter()
@@ -331,11 +331,11 @@ def _evaluate_into_cache(env: DNNGraphEnv, evaluator: Evaluator, policies: list[
     return dict(zip(todo, results, strict=True))
 
 
-def _complete(roll: Rollout, accuracy: float) -> None:
-    """Give a rollout played with deferred evaluation its accuracy and reward (−error, eq. 8)."""
+def _complete(env: DNNGraphEnv, roll: Rollout, accuracy: float) -> None:
+    """Give a rollout played with deferred evaluation its accuracy and reward (−error, eq. 8; `env.reward`)."""
     roll.info.pop("pending", None)
     roll.info["accuracy"] = accuracy
-    roll.reward = reward_of(accuracy)
+    roll.reward = env.reward(accuracy, roll.info["macs_ratio"])
 
 
 def settings_read(config: dict[str, Any]) -> dict[str, Any]:
@@ -382,7 +382,7 @@ def _land_best(env: DNNGraphEnv, state: SearchState, tries: int, method: str) ->
         assert accuracy is not None  # evaluation is deferred only inside a round
         macs, params = env.channels.fractions_after(env.plan_for(removed))
         state.best = replace(best, removed=list(landing.removed), val_top1=100 * accuracy,
-                             reward=reward_of(accuracy), macs_ratio=macs, params_ratio=params,
+                             reward=env.reward(accuracy, macs), macs_ratio=macs, params_ratio=params,
                              latency_ratio=landing.predicted, landed=True)
 
 
