@@ -385,13 +385,18 @@ def main() -> None:
     i, n = (int(v) for v in args.shard.split("/"))
     data = gnnrl.load_cifar(progress=False)
     searches, tunes = pieces(args)
+    if args.only:  # fine-tunes only: a search another process is running must not be started here too
+        wanted = [(m, int(s), int(f)) for m, s, f in (o.split(":") for o in args.only)]
+        tunes = sorted((t for t in tunes if t[1:] in wanted), key=lambda t: wanted.index(t[1:]))
+        missing = [f"{m}:{s} at {b:g}" for b, m, s, _ in tunes if not (folder(args, b, m, s) / "row.json").is_file()]
+        if missing:
+            raise SystemExit(f"latency_compare: --only: the searches of {', '.join(missing)} are not finished; run "
+                             "them first (without --only)")
+        searches = []
     for k, (budget, method, seed) in enumerate(searches):
         if k % n == i:
             run_search(args, data, latency if args.metric == "latency" else None, round_to, budget, method, seed)
             print("searched", budget, method, seed, flush=True)
-    if args.only:
-        wanted = [(m, int(s), int(f)) for m, s, f in (o.split(":") for o in args.only)]
-        tunes = sorted((t for t in tunes if t[1:] in wanted), key=lambda t: wanted.index(t[1:]))
     for k, piece in enumerate(tunes):
         if k % n == i:
             run_finetune(args, data, *piece)
