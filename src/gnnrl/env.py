@@ -92,8 +92,6 @@ class DNNGraphEnv(gym.Env):
                                                 np.float32)
         self.action_space = gym.spaces.Box(0.0, 1.0, (len(self.group_ids),), np.float32)
         self.cache: dict[str, float] = {}
-        self.timing: dict[str, float] = {}
-        """seconds spent building, recalibrating and evaluating in the last `evaluate_removed` (0 if cached)"""
         self.deferred: list[np.ndarray] | None = None
         """while a list (see `defer_evaluation`): policies whose evaluation was asked for and postponed"""
         self.device = torch.device("cpu")
@@ -233,11 +231,16 @@ class DNNGraphEnv(gym.Env):
     def evaluate_removed(self, removed: np.ndarray) -> float | None:
         """Validation top-1 (fraction) of the network with `removed` channels per group (cached; None while
         deferred and not cached: see `defer_evaluation`)."""
+        return self.evaluate_timed(removed)[0]
+
+    def evaluate_timed(self, removed: np.ndarray) -> tuple[float | None, dict[str, float]]:
+        """`evaluate_removed`, and where its seconds went (build_s, recal_s, eval_s; zeros when cached), so that a
+        search can compare its wall time with its own evaluation floor."""
         key = removed_key(removed)
-        self.timing = {"build_s": 0.0, "recal_s": 0.0, "eval_s": 0.0}
+        timing = {"build_s": 0.0, "recal_s": 0.0, "eval_s": 0.0}
         if key not in self.cache and self.deferred is not None:
             self.deferred.append(np.asarray(removed, dtype=np.int64).copy())
-            return None
+            return None, timing
         if key not in self.cache:
             t0 = time.perf_counter()
             module = self.channels.apply(self.plan_for(removed)).to(self.device)
@@ -249,9 +252,8 @@ class DNNGraphEnv(gym.Env):
             t2 = time.perf_counter()
             result = evaluate(module, self.val, batch_size=self.config.eval_batch, device=self.device)
             self.cache[key] = result.top1 / 100.0
-            # kept per episode so that a search can compare its wall time with its own evaluation floor
-            self.timing = {"build_s": t1 - t0, "recal_s": t2 - t1, "eval_s": time.perf_counter() - t2}
-        return self.cache[key]
+            timing = {"build_s": t1 - t0, "recal_s": t2 - t1, "eval_s": time.perf_counter() - t2}
+        return self.cache[key], timing
 
     def finish(self, removed: np.ndarray) -> tuple[float, dict[str, Any]]:
         """End the episode at `removed` channels per group (a policy chosen whole): its reward and info."""

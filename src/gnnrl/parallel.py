@@ -111,8 +111,8 @@ class LocalEvaluator:
         """Each policy through the env (its cache included), in order."""
         out = []
         for removed in policies:
-            accuracy = self.env.evaluate_removed(removed)
-            out.append(Evaluation(accuracy, **self.env.timing))
+            accuracy, timing = self.env.evaluate_timed(removed)
+            out.append(Evaluation(accuracy, **timing))
         return out
 
     def close(self) -> None:
@@ -156,8 +156,8 @@ class EvalWorker:
 
     def evaluate(self, removed: list[int]) -> Evaluation:
         """The accuracy of one policy."""
-        accuracy = self.env.evaluate_removed(np.asarray(removed, dtype=np.int64))
-        return Evaluation(accuracy, **self.env.timing, worker=self.name)
+        accuracy, timing = self.env.evaluate_timed(np.asarray(removed, dtype=np.int64))
+        return Evaluation(accuracy, **timing, worker=self.name)
 
 
 def _assigned_gpus() -> list[Any]:
