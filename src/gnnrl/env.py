@@ -288,11 +288,10 @@ class DNNGraphEnv(gym.Env):
             cost = self.channels.cost_after(plan)
         self.removed, self.t = nxt, self.t + 1
         accuracy = self.evaluate_removed(self.removed) if terminated else None
-        reward = self.reward(accuracy, cost.fraction_of(self.channels.original_cost)[0]) \
-            if accuracy is not None else 0.0
+        info = self._info(accuracy, cost, pending=terminated and accuracy is None)
+        reward = self.reward(accuracy, info["macs_ratio"]) if accuracy is not None else 0.0
         obs = self.hierarchy.comp.edge_features(plan.keep).numpy()
-        return obs, float(reward), bool(terminated), False, self._info(accuracy, cost,
-                                                                        pending=terminated and accuracy is None)
+        return obs, float(reward), bool(terminated), False, info
 
     def _info(self, accuracy: float | None, cost: Cost | None = None, pending: bool = False) -> dict[str, Any]:
         # one plan for the cost and the latency, and none when the caller brought the cost of a MACs budget

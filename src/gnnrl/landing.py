@@ -109,15 +109,14 @@ def _next_goal(budget: float, band: float, measured: list[tuple[np.ndarray, floa
     corrected by measured / predicted at the last point. (The correction alone can go back and forth: uniform's
     measured latency is not monotone in its predicted one, 0.553 / 0.516 / 0.529 / 0.439 for 0.497 … 0.397, and
     a measurement is noisy by about SLACK.)"""
-    _, predicted, actual = measured[-1]
     over = [(p, a) for _, p, a in measured if a > budget]
     under = [(p, a) for _, p, a in measured if a < budget - band]
-    if not over or not under:
-        return budget * predicted / actual  # the latency model, corrected where this policy is
-    (p_hi, a_hi), (p_lo, a_lo) = min(over, key=lambda m: m[1]), max(under, key=lambda m: m[1])
-    if a_hi == a_lo or p_hi <= p_lo:
-        return budget * predicted / actual
-    return p_lo + (budget - a_lo) * (p_hi - p_lo) / (a_hi - a_lo)
+    if over and under:
+        (p_hi, a_hi), (p_lo, a_lo) = min(over, key=lambda m: m[1]), max(under, key=lambda m: m[1])
+        if a_hi > a_lo and p_hi > p_lo:  # the two points agree on the direction: interpolate
+            return p_lo + (budget - a_lo) * (p_hi - p_lo) / (a_hi - a_lo)
+    _, predicted, actual = measured[-1]
+    return budget * predicted / actual  # the latency model, corrected where the last policy is
 
 
 def _landed_elsewhere(env: DNNGraphEnv, goal: float, faster: bool,
