@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from kit import ROOT, write_section
 
 import gnnrl
 from gnnrl.agent import DDPGConfig
-from gnnrl.engines import Engine, cpu_model
+from gnnrl.engines import CpuMeter, Engine, busy_warning, cpu_model
 from gnnrl.env import EnvConfig
 from gnnrl.files import write_json
 from gnnrl.finetune import finetune, finetune_config
@@ -160,6 +161,7 @@ def run_search(args: argparse.Namespace, data: Any, latency: Any, round_to: int,
                                   "search_reward_top1": result.val_top1, "test_rest": before,
                                   "macs_ratio": result.macs_ratio,
                                   "predicted_latency_ratio": result.latency_ratio,
+                                  "landing_cpu_share": (result.landing or {}).get("cpu_share"),
                                   "search_s": round(time.perf_counter() - t, 1)})
 
 
@@ -185,6 +187,7 @@ def run_selection(args: argparse.Namespace, data: Any, latency: Any, round_to: i
                                   "search_reward_top1": win.reward_top1, "test_rest": before,
                                   "macs_ratio": policy["macs_ratio"], "predicted_latency_ratio": win.metric_ratio,
                                   "chosen": win.name, "finalists": policy["selection"]["finalists"],
+                                  "landing_cpu_share": win.cpu_share,
                                   "select_s": round(time.perf_counter() - t, 1)})
 
 
@@ -238,7 +241,7 @@ def report(args: argparse.Namespace, graph: Any, round_to: int) -> None:
         path = folder(args, budget, method, seed) / "search" / "policy.json"
         if "measured_b1" in old and path.is_file():
             timed.setdefault(json.dumps(read_policy(path)["removed"], sort_keys=True),
-                             {k: old[k] for k in ("measured_b1", "measured_b64")})
+                             {k: old[k] for k in ("measured_b1", "measured_b64", "timing_cpu_share") if k in old})
     for budget, method, seed in searches:
         out = folder(args, budget, method, seed)
         if not (out / "row.json").is_file():
@@ -250,9 +253,12 @@ def report(args: argparse.Namespace, graph: Any, round_to: int) -> None:
             plan = apply_policy(gnnrl.create(args.model, weights=default_weights(args.model)), policy).plan
             # the median of several passes: one pass of 7 rounds has read 0.521 for a policy that four more read
             # at 0.500-0.504 (resnet20_latency_r8c)
+            meter = CpuMeter()
             timed[key] = {f"measured_b{b}": statistics.median(
-                engine_ratio(graph, plan, Engine(args.engine, 1, b), rounds=7) for _ in range(args.timing_passes))
-                for b in (1, 64)}
+                engine_ratio(graph, plan, Engine(args.engine, 1, b), rounds=7, meter=meter)
+                for _ in range(args.timing_passes)) for b in (1, 64)} | {"timing_cpu_share": meter.share}
+            if meter.busy:
+                print(f"warning: {busy_warning(meter.share or 0.0, method + ' seed ' + str(seed))}", file=sys.stderr)
         row.update(timed[key])
         row["policy_sha"] = hashlib.sha256(key.encode()).hexdigest()[:12]  # two seeds may fine-tune one policy
         seeds = {*args.ft_seeds, *(args.searched_ft_seeds or [])}

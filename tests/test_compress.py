@@ -294,9 +294,9 @@ def test_report_states_the_measured_latency_against_the_budget(tmp_path: Path) -
     timing = {"median_ms": 1.0, "iqr_ms": 0.01, "rounds": 9}
     rows = [{"engine": "onnxruntime", "batch": 1, "model": m, **timing} for m in ("original", "pruned", "baseline")]
 
-    def report(pruned: float) -> str:
+    def report(pruned: float, share: float = 1.0) -> str:
         check = {"name": "onnxruntime", "threads": 1, "batch": 1, "budget": 0.7,
-                 "networks": {"pruned": {"ratio": pruned, "iqr": 0.02, "rounds": 7},
+                 "networks": {"pruned": {"ratio": pruned, "iqr": 0.02, "rounds": 7, "cpu_share": share},
                               "baseline": {"ratio": 0.69, "iqr": 0.01, "rounds": 7}}}
         (run / "deploy.json").write_text(json.dumps({"latency": rows, "threads": 1, "budget_check": check}))
         write_report(run)
@@ -318,6 +318,8 @@ def test_report_states_the_measured_latency_against_the_budget(tmp_path: Path) -
         "predicted_ratio": 0.64, "measured_ratio": 0.695, "landing": {"finalists_landed": True}}}))
     text = report(0.705)
     assert "predicted 0.640" in text and "Every finalist" in text and "chosen one measured 0.695" in text
+    assert "busy machine" not in text
+    assert "⚠ This check was measured on a busy machine (this process got 55% of the CPU" in report(0.705, 0.55)
 
 
 def test_a_timm_model_goes_through_compress_and_back(cifar: Cifar, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ themselves are run only for their outputs (an ONNX layer against torch's own con
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from torch import nn
 
 from gnnrl import channel_groups, create, trace
 from gnnrl.data import Cifar
-from gnnrl.engines import Engine, _onnx_layer, budget_check, conv_key, interleaved_ratios, seconds
+from gnnrl.engines import BUSY_SHARE, CpuMeter, Engine, _onnx_layer, budget_check, conv_key, interleaved_ratios, seconds
 from gnnrl.env import DNNGraphEnv, EnvConfig, allowed_removed
 from gnnrl.errors import GnnrlError
 from gnnrl.export import ort_session
@@ -203,7 +204,27 @@ def test_budget_check_reports_each_networks_ratio_to_the_original() -> None:
     clock = FakeClock(1e-3)
     out = budget_check(engine, {"pruned": small}, big, torch.zeros(1, 4), rounds=3, clock=clock)
     assert out["pruned"]["ratio"] == pytest.approx(1.0) and out["pruned"]["rounds"] == 3
-    assert list(out) == ["pruned"]
+    assert list(out) == ["pruned"] and out["pruned"]["cpu_share"] is not None
+
+
+def test_the_cpu_meter_tells_a_busy_machine_from_a_quiet_one() -> None:
+    """The share is CPU seconds per wall second per thread: a timing that got half the CPU it asked for (others took
+    the cores) is busy, one that got all of it is not; a sleeping block gets no CPU on any machine."""
+    def meter(cpu_per_wall: float, threads: int = 1) -> CpuMeter:
+        wall, cpu = FakeClock(1.0), FakeClock(cpu_per_wall)
+        m = CpuMeter(threads, cpu_clock=cpu, wall_clock=wall)
+        with m.timing():
+            pass
+        return m
+
+    assert meter(1.0).share == pytest.approx(1.0) and not meter(1.0).busy
+    assert meter(0.5).share == pytest.approx(0.5) and meter(0.5).busy
+    assert meter(2.0, threads=2).share == pytest.approx(1.0) and meter(1.0, threads=2).busy  # per thread asked for
+    assert CpuMeter().share is None and not CpuMeter().busy  # nothing timed: no verdict
+    real = CpuMeter()
+    with real.timing():
+        time.sleep(0.05)
+    assert real.share is not None and real.share < BUSY_SHARE and real.busy
 
 
 def test_auto_rounding_is_measured_once_per_machine_and_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch

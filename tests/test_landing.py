@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -12,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_engines import fake_layer_seconds
+from test_engines import FakeClock, fake_layer_seconds
 from test_search import TINY
 
 import gnnrl
 from gnnrl import create, trace
 from gnnrl.data import Cifar
-from gnnrl.engines import Engine
+from gnnrl.engines import BUSY_SHARE, CpuMeter, Engine
 from gnnrl.env import DNNGraphEnv, EnvConfig, uniform_removed
 from gnnrl.landing import BAND, SLACK, importance_lost, land_measured, least_step, rule_at, step_to
 from gnnrl.latency import LatencyModel, LayerTable, TableModel
@@ -136,7 +138,8 @@ def test_search_lands_its_best_and_records_how(cifar: Cifar, tmp_path: Path, mon
                                                                budget=0.8))
     model = create("resnet20", weights=default_weights("resnet20"))
 
-    def slow_engine(env: DNNGraphEnv, plan: PrunePlan, original: object = None) -> float:  # 10 % slower than predicted
+    def slow_engine(env: DNNGraphEnv, plan: PrunePlan, original: object = None, meter: object = None
+                    ) -> float:  # 10 % slower than predicted
         return 1.1 * env.latency.predict_plan(env.graph, plan) / env.base  # type: ignore[union-attr]
     # the module (`gnnrl.search` is also the function the package exports)
     monkeypatch.setattr(importlib.import_module("gnnrl.search"), "measured_latency", slow_engine)
@@ -206,3 +209,30 @@ def test_a_landing_puts_the_original_on_the_engine_once(cifar: Cifar, monkeypatc
     landing = measured_lander(env)(uniform_removed(env))  # type: ignore[misc]
     tries = env.config.measured_landing
     assert len(landing.steps) == tries + 1 and len(built) == tries + 2 and sum(m is graph.module for m in built) == 1
+
+
+def test_a_landing_measured_on_a_busy_machine_says_so(cifar: Cifar, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interleaving cancels drift, not time-sharing: a landing whose timings got little CPU (here: the 'engine'
+    sleeps, as a process waiting for a core does) warns and records its CPU share; a quiet one does neither."""
+    graph = trace(create("resnet20"), torch.zeros(1, 3, 32, 32))
+    engine = Engine()
+    model = TableModel(engine, LayerTable(engine, measure=fake_layer_seconds), (1e-4, 1.0, 0.0), ())
+    env = DNNGraphEnv(graph, cifar.split("val").balanced_subset(8),
+                      EnvConfig(budget=0.6, metric="latency", round_to=8, bn_recal=0, measured_landing=1),
+                      latency=model)
+    monkeypatch.setattr(Engine, "network", lambda self, module, example: lambda: None)
+
+    def waiting(pruned: object, original: object, rounds: int) -> tuple[float, float]:
+        time.sleep(0.02)
+        return 0.6, 1.0
+    monkeypatch.setattr(importlib.import_module("gnnrl.latency"), "interleaved_ratio", waiting)
+    with pytest.warns(UserWarning, match="busy machine .* measure again on a quiet machine"):
+        busy = measured_lander(env)(uniform_removed(env))  # type: ignore[misc]
+    assert busy.cpu_share is not None and busy.cpu_share < BUSY_SHARE
+    search_module = importlib.import_module("gnnrl.search")
+    monkeypatch.setattr(search_module, "CpuMeter",  # every timing got the whole core
+                        lambda threads: CpuMeter(threads, cpu_clock=FakeClock(1.0), wall_clock=FakeClock(1.0)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet = measured_lander(env)(uniform_removed(env))  # type: ignore[misc]
+    assert quiet.cpu_share == pytest.approx(1.0) and quiet.removed == busy.removed

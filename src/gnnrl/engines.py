@@ -14,7 +14,8 @@ import json
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Any, Literal, get_args
@@ -99,6 +100,51 @@ def seconds(run: Callable[[], Any], clock: Clock = time.perf_counter, warmup: in
     return statistics.median(times)
 
 
+BUSY_SHARE = 0.8
+"""a timing during which this process got less than this fraction of the CPU it asked for was taken on a busy
+machine: ResNet-20's ONNX Runtime latency (1 thread) measured beside 3 busy loops on 2 cores gets 0.50 of a core
+(quiet: 1.00, beside 1 loop: 0.99), and landings measured beside other work read 0.01–0.10 low (session 17)"""
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds this process got per wall second of the timings it wrapped, per thread asked for: about 1 on a
+    quiet machine, about 0.5 when twice as many busy threads as cores share it. Ratios timed interleaved cancel slow
+    drift, not time-sharing: a busy machine biases them (see BUSY_SHARE)."""
+
+    threads: int = 1
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    cpu_clock: Clock = time.process_time
+    wall_clock: Clock = time.perf_counter
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        """Count the CPU and wall seconds of the block."""
+        c, w = self.cpu_clock(), self.wall_clock()
+        try:
+            yield
+        finally:
+            self.cpu_s += self.cpu_clock() - c
+            self.wall_s += self.wall_clock() - w
+
+    @property
+    def share(self) -> float | None:
+        """CPU seconds per wall second per thread (None before any timing)."""
+        return self.cpu_s / (self.wall_s * self.threads) if self.wall_s > 0 else None
+
+    @property
+    def busy(self) -> bool:
+        """True when the timings got clearly less CPU than they asked for (others were running)."""
+        return self.share is not None and self.share < BUSY_SHARE
+
+
+def busy_warning(share: float, what: str) -> str:
+    """One line telling the user that `what` was timed on a busy machine, and what to do."""
+    return (f"{what} was measured on a busy machine (this process got {share:.0%} of the CPU it asked for; other "
+            f"processes were running): the measured latency ratios are biased — measure again on a quiet machine")
+
+
 def interleaved_ratio(a: Callable[[], Any], b: Callable[[], Any], rounds: int = 5,
                       clock: Clock = time.perf_counter) -> tuple[float, float]:
     """Median over `rounds` of seconds(a) / seconds(b), timed alternately (drift hits both); and b's median."""
@@ -126,9 +172,12 @@ def budget_check(engine: Engine, networks: dict[str, nn.Module], original: nn.Mo
     base = engine.network(original, example)
     out = {}
     for name, module in networks.items():
-        ratios, _ = interleaved_ratios(engine.network(module, example), base, rounds, clock)
+        pruned, meter = engine.network(module, example), CpuMeter(engine.threads)
+        with meter.timing():
+            ratios, _ = interleaved_ratios(pruned, base, rounds, clock)
         q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-        out[name] = {"ratio": statistics.median(ratios), "iqr": q[2] - q[0], "rounds": rounds}
+        out[name] = {"ratio": statistics.median(ratios), "iqr": q[2] - q[0], "rounds": rounds,
+                     "cpu_share": meter.share}
     return out
 
 

@@ -55,6 +55,9 @@ class Landing:
     """measured ≤ budget + SLACK"""
     steps: tuple[tuple[float, float], ...]
     """(predicted, measured) of every policy measured, in order (the first is the one given)"""
+    cpu_share: float | None = None
+    """CPU this process got per thread asked for while measuring (`gnnrl.engines.CpuMeter`); under
+    `engines.BUSY_SHARE` other processes took the cores and the measured ratios are biased"""
 
 
 Rule = Callable[[DNNGraphEnv], np.ndarray]

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .engines import Engine, LayerKey, conv_chain, interleaved_ratio, layer_key, seconds
+from .engines import CpuMeter, Engine, LayerKey, conv_chain, interleaved_ratio, layer_key, seconds
 from .evaluate import inference_copy
 from .files import write_json
 from .groups import analyze
@@ -208,12 +208,14 @@ def _best_subset_fit(x: np.ndarray, y: np.ndarray, subsets: list[tuple[int, ...]
 
 
 def measured_ratio(graph: TracedModel, plan: PrunePlan, batch_size: int = 1, rounds: int = 5,
-                   repeats: int = 20) -> float:
-    """Measured latency of the pruned network / the original's: median over interleaved rounds (drift cancels)."""
+                   repeats: int = 20, meter: CpuMeter | None = None) -> float:
+    """Measured latency of the pruned network / the original's: median over interleaved rounds (drift cancels);
+    `meter` counts the CPU the timings got."""
     x = _batch(graph.example_input, batch_size)
     # both inference copies built once; only the timings alternate
     pruned, original = (inference_copy(m, x[:1]) for m in (channels(graph).apply(plan), graph.module))
-    return statistics.median(_time(pruned, x, repeats) / _time(original, x, repeats) for _ in range(rounds))
+    with (meter or CpuMeter()).timing():
+        return statistics.median(_time(pruned, x, repeats) / _time(original, x, repeats) for _ in range(rounds))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -382,12 +384,14 @@ def _fit_free_intercept(samples: list[tuple[float, float, float]]) -> tuple[floa
 
 
 def engine_ratio(graph: TracedModel, plan: PrunePlan, engine: Engine, rounds: int = 5,
-                 original: Callable[[], Any] | None = None) -> float:
+                 original: Callable[[], Any] | None = None, meter: CpuMeter | None = None) -> float:
     """Measured latency of the pruned network / the original's on `engine`, interleaved (drift cancels);
-    `original`: the original's `engine.network`, when the caller holds it (building it exports the model)."""
+    `original`: the original's `engine.network`, when the caller holds it (building it exports the model);
+    `meter` counts the CPU the timings (not the export) got."""
     pruned = engine.network(channels(graph).apply(plan), graph.example_input)
     original = original or engine.network(graph.module, graph.example_input)
-    return interleaved_ratio(pruned, original, rounds)[0]
+    with (meter or CpuMeter()).timing():
+        return interleaved_ratio(pruned, original, rounds)[0]
 
 
 def channel_granularity(engine: Engine, network_seconds: Callable[[int], float] | None = None) -> int:

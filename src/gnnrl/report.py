@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .engines import BUSY_SHARE, busy_warning
 from .errors import GnnrlError
 from .files import write_json, write_text
 
@@ -255,6 +256,9 @@ def _budget_lines(run: dict[str, Any], predicted: dict[str, Any] | None, check: 
     if "baseline" in check["networks"]:
         b = check["networks"]["baseline"]
         text += f" {name} at the same budget and rounding: {b['ratio']:.3f} (IQR {b['iqr']:.3f})."
+    shares = [n["cpu_share"] for n in check["networks"].values() if n.get("cpu_share") is not None]
+    if shares and min(shares) < BUSY_SHARE:
+        text += f" ⚠ {busy_warning(min(shares), 'This check')}."
     return ["", text]
 
 
@@ -262,15 +266,17 @@ def _landing_text(landing: dict[str, Any] | None, measured: float | None) -> str
     """How the policy was landed on the measured budget before fine-tuning (gnnrl.landing), if it was."""
     if not landing:
         return ""
+    share = landing.get("cpu_share")
+    busy = f" ⚠ {busy_warning(share, 'The landing')}." if share is not None and share < BUSY_SHARE else ""
     if landing.get("finalists_landed"):
         return (f" Every finalist of the selection was first landed on the budget as measured on the engine (the "
-                f"chosen one measured {_fmt(measured, '.3f')}).")
+                f"chosen one measured {_fmt(measured, '.3f')}).{busy}")
     steps = landing.get("steps") or []
     if len(steps) < 2:
-        return ""
+        return busy
     tried = ", ".join(f"{s['predicted']:.3f} → {s['measured']:.3f}" for s in steps)
     return (f" The search's best was measured before fine-tuning and landed again where the prediction missed "
-            f"(predicted → measured: {tried}).")
+            f"(predicted → measured: {tried}).{busy}")
 
 
 def write_report(run: str | Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -23,12 +24,13 @@ from torch import nn
 from .checkpoint import load_for_resume
 from .config import SearchConfig
 from .data import Cifar, Split
+from .engines import CpuMeter, busy_warning
 from .env import DNNGraphEnv, fit_latency, removed_key, uniform_removed
 from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
 from .files import claim_run_dir, torch_save, write_json, write_text
 from .identity import model_identity
-from .landing import Lander, land_measured
+from .landing import Lander, Landing, land_measured
 from .latency import LatencyModel, TableModel, engine_ratio, latency_from_dict, measured_ratio
 from .methods import Method, Rollout, make_method, method_spec
 from .methods.heuristic import RULES
@@ -361,8 +363,20 @@ def measured_lander(env: DNNGraphEnv) -> Lander | None:
     tries = env.config.measured_landing
     if env.latency is None or not tries:
         return None
-    measure = _measurer(env)
-    return lambda removed, rule=None: land_measured(env, removed, measure, tries, rule=rule)
+    measure = _Measurer(env)
+
+    def lander(removed: Any, rule: Any = None) -> Landing:
+        measure.meter = CpuMeter(env.config.latency_threads)  # each landing's own share
+        return _metered(land_measured(env, removed, measure, tries, rule=rule), measure.meter)
+    return lander
+
+
+def _metered(landing: Landing, meter: CpuMeter) -> Landing:
+    """`landing` with the CPU share its measurements got; a warning when the machine was busy meanwhile."""
+    if meter.busy:
+        assert meter.share is not None
+        warnings.warn(busy_warning(meter.share, "the latency budget's landing"), UserWarning, stacklevel=3)
+    return replace(landing, cpu_share=meter.share)
 
 
 def _land_best(env: DNNGraphEnv, state: SearchState, tries: int, method: str) -> None:
@@ -372,10 +386,12 @@ def _land_best(env: DNNGraphEnv, state: SearchState, tries: int, method: str) ->
     best = state.best
     assert best is not None
     rule = RULES[method][0] if method in RULES else None  # a rule's policy is landed as the rule, at another budget
-    landing = land_measured(env, best.removed, _measurer(env), tries, rule=rule)
+    measure = _Measurer(env)
+    landing = _metered(land_measured(env, best.removed, measure, tries, rule=rule), measure.meter)
     state.measured_latency_ratio = landing.measured
     state.landing = {"from_episode": best.episode, "met": landing.met, "tries": tries,
-                     "steps": [{"predicted": p, "measured": m} for p, m in landing.steps]}
+                     "steps": [{"predicted": p, "measured": m} for p, m in landing.steps],
+                     "cpu_share": landing.cpu_share}
     if list(landing.removed) != list(best.removed):
         removed = np.array(landing.removed)
         accuracy = env.evaluate_removed(removed)
@@ -393,25 +409,30 @@ work) spread 0.465–0.491 (sd 0.008) at 5 rounds — as wide as the landing's b
 
 
 def measured_latency(env: DNNGraphEnv, plan: Any, original: Callable[[], Any] | None = None,
-                     rounds: int = LANDING_ROUNDS) -> float:
+                     rounds: int = LANDING_ROUNDS, meter: CpuMeter | None = None) -> float:
     """The pruned network's latency / the original's, measured on the env's engine (the linear model's: eager)
-    over `rounds` interleaved rounds; `original`: the original network on that engine, when the caller holds it."""
+    over `rounds` interleaved rounds; `original`: the original network on that engine, when the caller holds it;
+    `meter` counts the CPU the timings got."""
     if isinstance(env.latency, TableModel):
-        return engine_ratio(env.graph, plan, env.latency.engine, rounds=rounds, original=original)
-    return measured_ratio(env.graph, plan, env.config.latency_batch, rounds=rounds)
+        return engine_ratio(env.graph, plan, env.latency.engine, rounds=rounds, original=original, meter=meter)
+    return measured_ratio(env.graph, plan, env.config.latency_batch, rounds=rounds, meter=meter)
 
 
-def _measurer(env: DNNGraphEnv) -> Callable[[Any], float]:
-    """`measured_latency` on `env`, the original network put on the engine once (a landing measures up to 4
-    policies; a selection's, its finalists' too) rather than exported again for every measurement."""
-    original = None
+class _Measurer:
+    """`measured_latency` on an env, the original network put on the engine once (a landing measures up to 4
+    policies; a selection's, its finalists' too) rather than exported again for every measurement; the CPU the
+    timings got is counted in `meter`."""
 
-    def measure(plan: Any) -> float:
-        nonlocal original
-        if original is None and isinstance(env.latency, TableModel):
-            original = env.latency.engine.network(env.graph.module, env.graph.example_input)
-        return measured_latency(env, plan, original)
-    return measure
+    def __init__(self, env: DNNGraphEnv) -> None:
+        self.env, self.original = env, None
+        self.meter = CpuMeter(env.config.latency_threads)
+
+    def __call__(self, plan: Any) -> float:
+        """The measured latency ratio of `plan`."""
+        env = self.env
+        if self.original is None and isinstance(env.latency, TableModel):
+            self.original = env.latency.engine.network(env.graph.module, env.graph.example_input)
+        return measured_latency(env, plan, self.original, meter=self.meter)
 
 
 def _upgrade(saved: dict[str, Any]) -> dict[str, Any]:

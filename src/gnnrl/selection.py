@@ -49,6 +49,8 @@ class Candidate:
     """the budgeted quantity (MACs, params or predicted latency) / the original's"""
     measured_ratio: float | None = None
     """latency budget with a measured landing: the latency measured on the engine / the original's"""
+    cpu_share: float | None = None
+    """the CPU that landing's measurements got (`Landing.cpu_share`): under `engines.BUSY_SHARE`, biased"""
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def candidates(env: DNNGraphEnv, history: Sequence[dict[str, Any]], top: int,
         if key in found:
             found[key] = Candidate(**{**asdict(found[key]), "name": f"{found[key].name} = {name}"})
         else:
-            found[key] = _candidate(env, name, removed, landing.measured if landing is not None else None)
+            found[key] = _candidate(env, name, removed, landing)
     return list(found.values())
 
 
@@ -123,17 +125,19 @@ def kept_landings(land: Lander, path: Path) -> Lander:
             write_json(path, saved)
         d = saved[key]
         return Landing(tuple(d["removed"]), d["predicted"], d["measured"], d["met"],
-                       tuple(tuple(s) for s in d["steps"]))
+                       tuple(tuple(s) for s in d["steps"]), d.get("cpu_share"))
     return landed
 
 
-def _candidate(env: DNNGraphEnv, name: str, removed: Sequence[int], measured: float | None = None) -> Candidate:
+def _candidate(env: DNNGraphEnv, name: str, removed: Sequence[int], landing: Landing | None = None) -> Candidate:
     arr = np.asarray(removed, dtype=np.int64)
     plan = env.plan_for(arr)
     return Candidate(name=name, removed=tuple(int(r) for r in arr),
                      reward_top1=100 * float(env.evaluate_removed(arr) or 0.0),
                      macs_ratio=env.channels.fractions_after(plan)[0],
-                     metric_ratio=env.metric_of(arr) / env.base, measured_ratio=measured)
+                     metric_ratio=env.metric_of(arr) / env.base,
+                     measured_ratio=landing.measured if landing is not None else None,
+                     cpu_share=landing.cpu_share if landing is not None else None)
 
 
 def score(env: DNNGraphEnv, candidate: Candidate, tune: TuneSet, steps: int, batch_size: int,
@@ -196,7 +200,8 @@ def chosen_policy(searched: dict[str, Any], env: DNNGraphEnv, ranked: Sequence[F
     if searched.get("latency"):
         policy["latency"] = {**searched["latency"], "predicted_ratio": win.metric_ratio,
                              "measured_ratio": win.measured_ratio,
-                             "landing": {"finalists_landed": win.measured_ratio is not None}}
+                             "landing": {"finalists_landed": win.measured_ratio is not None,
+                                         "cpu_share": win.cpu_share}}
     return policy
 
 
