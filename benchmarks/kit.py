@@ -48,10 +48,15 @@ def section_title(part: str) -> str:
     return part.split("\n", 1)[0]
 
 
+NOTES = ("<!-- notes: hand-written, kept when the section is regenerated -->", "<!-- /notes -->")
+"""what a person wrote into a generated section (a Reading of the numbers) goes between these two lines"""
+
+
 def write_section(title: str, body: str, doc: Path = DOC) -> None:
     """Replace the `## title` section of the doc (the title itself, or it followed by ": …" / " …" — never a
     longer name such as "title-recal250"), or add it; then order the sections by `ORDER` (stable, so sections of
-    one part keep their order and a new one goes last in its part); every other section is left as it is."""
+    one part keep their order and a new one goes last in its part); every other section is left as it is. The old
+    section's hand-written notes (between the `NOTES` lines) are carried into the new one, before its "Commands:"."""
     text = doc.read_text() if doc.exists() else "# Benchmarks\n\nEach section is written by the script it names.\n"
     parts = text.split("\n## ")
 
@@ -59,9 +64,21 @@ def write_section(title: str, body: str, doc: Path = DOC) -> None:
         head = section_title(part)
         return head == title or head.startswith((title + ":", title + " "))
 
-    sections = [p.rstrip() + "\n" for p in parts[1:] if not same(p)] + [body.removeprefix("## ").rstrip() + "\n"]
+    notes = [n for p in parts[1:] if same(p) and (n := _notes(p))]
+    body = body.removeprefix("## ").rstrip() + "\n"
+    if notes and notes[0] not in body:
+        at = body.find("\nCommands:")
+        body = body[:at + 1] + notes[0] + "\n\n" + body[at + 1:] if at >= 0 else body + "\n" + notes[0] + "\n"
+    sections = [p.rstrip() + "\n" for p in parts[1:] if not same(p)] + [body.rstrip() + "\n"]
     sections.sort(key=lambda p: rank(section_title(p)))
     doc.write_text(parts[0].rstrip() + "\n\n" + "\n".join("## " + p for p in sections))
+
+
+def _notes(section: str) -> str | None:
+    """The hand-written block of a section (both `NOTES` lines included), if it has one."""
+    start = section.find(NOTES[0])
+    end = section.find(NOTES[1], start)
+    return section[start:end + len(NOTES[1])] if start >= 0 and end >= 0 else None
 
 
 def rank(title: str) -> tuple[int, int]:

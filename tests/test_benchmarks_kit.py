@@ -37,3 +37,16 @@ def test_sections_keep_the_docs_order(tmp_path: Path) -> None:
     titles = [kit.section_title(p) for p in doc.read_text().split("\n## ")[1:]]
     assert titles == ["Summary", "Method comparison: resnet20 (50%)", "timm zoo: 49/50", "Evaluation speed (r56)"]
     assert doc.read_text().startswith("# Benchmarks\n\nintro\n\n## Summary\n\nall\n\n## Method")
+
+
+def test_a_regenerated_section_keeps_its_hand_written_notes(tmp_path: Path) -> None:
+    """A Reading written into a generated section survives the script rewriting the section (before "Commands:")."""
+    doc = tmp_path / "benchmarks.md"
+    reading = f"{kit.NOTES[0]}\nReading: gnnrl leads by 0.96.\n{kit.NOTES[1]}"
+    doc.write_text(f"# Benchmarks\n\n## Cmp: r8\n\n| old table |\n\n{reading}\n\nCommands: `old`\n\n## Next\n\nn\n")
+    kit.write_section("Cmp: r8", "## Cmp: r8\n\n| new table |\n\nCommands: `new`\n", doc)
+    text = doc.read_text()
+    assert "old table" not in text and f"| new table |\n\n{reading}\n\nCommands: `new`" in text
+    kit.write_section("Cmp: r8", "## Cmp: r8\n\n| newer |\n", doc)  # no Commands line: the notes go last
+    assert f"| newer |\n\n{reading}\n" in doc.read_text() and doc.read_text().count("Reading:") == 1
+    assert "## Next\n\nn" in doc.read_text()
