@@ -43,8 +43,12 @@ def comparisons() -> list[dict[str, Any]]:
             if not rows:  # searched, not fine-tuned yet
                 continue
             widths = f", widths ×{d['round_to']}" if d.get("round_to") else ""
-            what = (f"{budget:g} of the {d['engine']} latency (batch 1{widths}, {d['cpu']})" if d["metric"] == "latency"
-                    else f"{budget:.0%} of the MACs{widths}")
+            # the span the policies measure at: a landing on a busy machine has left them over a budget they "met"
+            lat = [r["measured_b1"] for r in d["rows"]
+                   if r["budget"] == budget and r.get("measured_b1") and r.get("ft")]
+            span = f", fine-tuned policies measure {min(lat):.3f}–{max(lat):.3f} of the latency" if lat else ""
+            what = (f"{budget:g} of the {d['engine']} latency (batch 1{widths}{span}, {d['cpu']})"
+                    if d["metric"] == "latency" else f"{budget:.0%} of the MACs{widths}{span}")
             if d.get("runs", f"{d['model']}_{d['metric']}") != f"{d['model']}_{d['metric']}":  # a second experiment
                 what += f" [{d['tag']}]"
             found.append({"model": d["model"], "budget": what, "ft": d["ft_epochs"], "searches": len(d["seeds"]),
