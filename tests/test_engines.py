@@ -109,6 +109,29 @@ def test_layer_table_times_each_configuration_once_and_keeps_it_on_disk(tmp_path
     assert LayerTable(engine, measure=fake_layer_seconds, path=path).entries == {}
 
 
+def test_a_layer_timed_on_a_busy_machine_is_used_but_not_cached(tmp_path: Path) -> None:
+    """A layer whose timing got little CPU (the 'engine' sleeps, as a process waiting for a core does) answers
+    this run but is not written to the cache, with a warning; a table cached by version 1 (which kept such timings:
+    they read down to 0.42× of a quiet re-timing) is not read."""
+    engine = Engine("onnxruntime", 1, 1)
+    path = tmp_path / "table.json"
+
+    def measure(key: tuple) -> float:
+        if key[1] == 16:
+            time.sleep(0.02)  # waiting, not computing
+        return fake_layer_seconds(key)
+    table = LayerTable(engine, measure=measure, path=path)
+    quiet, busy = table(("linear", 8, 10)), table(("linear", 16, 10))
+    assert busy == fake_layer_seconds(("linear", 16, 10)) and table.busy == {json.dumps(["linear", 16, 10])}
+    with pytest.warns(UserWarning, match="1 latency-table entries were timed on a busy machine"):
+        table.save()
+    again = LayerTable(engine, measure=lambda k: pytest.fail("the quiet entry is cached"), path=path)
+    assert again(("linear", 8, 10)) == quiet and json.dumps(["linear", 16, 10]) not in again.entries
+    saved = json.loads(path.read_text())
+    path.write_text(json.dumps({**saved, "version": 1}))
+    assert LayerTable(engine, measure=fake_layer_seconds, path=path).entries == {}
+
+
 def test_table_model_fit_recovers_a_network_made_of_its_layers_and_round_trips() -> None:
     graph = trace(create("resnet20"), torch.zeros(1, 3, 32, 32))
     engine = Engine("onnxruntime", 1, 1)

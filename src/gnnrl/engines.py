@@ -106,6 +106,10 @@ machine: ResNet-20's ONNX Runtime latency (1 thread) measured beside 3 busy loop
 (quiet: 1.00, beside 1 loop: 0.99), and landings measured beside other work read 0.01–0.10 low (session 17)"""
 
 
+MIN_WALL_S = 0.005
+"""a CPU meter judges only timings at least this long (a real one is ≥ 30 ms: `seconds`' target)"""
+
+
 @dataclass
 class CpuMeter:
     """CPU seconds this process got per wall second of the timings it wrapped, per thread asked for: about 1 on a
@@ -135,8 +139,9 @@ class CpuMeter:
 
     @property
     def busy(self) -> bool:
-        """True when the timings got clearly less CPU than they asked for (others were running)."""
-        return self.share is not None and self.share < BUSY_SHARE
+        """True when the timings got clearly less CPU than they asked for (others were running); no verdict on
+        less than `MIN_WALL_S` of timing, where the clocks' resolution decides the share."""
+        return self.wall_s >= MIN_WALL_S and self.share is not None and self.share < BUSY_SHARE
 
 
 def busy_warning(share: float, what: str) -> str:

@@ -29,6 +29,7 @@ import json
 import math
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .engines import CpuMeter, Engine, LayerKey, conv_chain, interleaved_ratio, layer_key, seconds
+from .engines import CpuMeter, Engine, LayerKey, busy_warning, conv_chain, interleaved_ratio, layer_key, seconds
 from .evaluate import inference_copy
 from .files import write_json
 from .groups import analyze
@@ -222,8 +223,16 @@ def measured_ratio(graph: TracedModel, plan: PrunePlan, batch_size: int = 1, rou
 # The per-layer table (metric 'latency', predictor 'table')
 
 
+TABLE_VERSION = 2
+"""version 2 caches only entries timed on a quiet machine (`engines.CpuMeter`). Version 1 cached every entry: on
+the AVX2 machine of session 18 its ResNet-20 entries read a median 0.94× and down to 0.42× of a quiet re-timing
+(timed beside fine-tunes), and the model fitted on them under-predicted searched policies by 9 % (freshly timed:
+0.7–1.6 %). Re-timing a ResNet-20 table costs ~3 s, so a version 1 file is ignored."""
+
+
 class LayerTable:
-    """Seconds of each layer configuration on one engine, each timed once (`measure`) and kept in `path`."""
+    """Seconds of each layer configuration on one engine, each timed once (`measure`) and kept in `path`; an entry
+    timed on a busy machine is used in this run but not kept (a later run times it again)."""
 
     def __init__(self, engine: Engine, entries: dict[str, float] | None = None,
                  measure: Callable[[LayerKey], float] | None = None, path: Path | None = None) -> None:
@@ -233,36 +242,52 @@ class LayerTable:
         self.entries: dict[str, float] = {**(_read_table(path, engine) if path else {}), **(entries or {})}
         self.new = 0
         """entries measured since the last `save`"""
+        self.busy: set[str] = set()
+        """entries timed while other processes took the cores: never saved"""
+        self.reported = 0
+        """how many of them a warning has named"""
 
     def __call__(self, key: LayerKey) -> float:
         """Seconds of one layer of configuration `key` (timed now if the table lacks it)."""
         name = json.dumps(list(key))
         value = self.entries.get(name)
         if value is None:
-            value = self.entries[name] = float(self.measure(key))
-            self.new += 1
+            meter = CpuMeter(self.engine.threads)
+            with meter.timing():
+                value = self.entries[name] = float(self.measure(key))
+            if meter.busy:
+                self.busy.add(name)
+            else:
+                self.new += 1
         return value
 
     def save(self) -> None:
-        """Write the table (merged with what is on disk) if it has new entries; a cache that cannot be written is
-        skipped with a warning, never an error (it only saves time)."""
+        """Write the table's quietly timed entries (merged with what is on disk) if it has new ones, with a warning
+        when some were timed on a busy machine; a cache that cannot be written is skipped with a warning, never an
+        error (it only saves time)."""
+        if len(self.busy) > self.reported:
+            warnings.warn(f"{len(self.busy) - self.reported} latency-table entries were timed on a busy machine "
+                          "(other processes took the cores): this run predicts latency with them, but they are not "
+                          "cached — measure on a quiet machine", UserWarning, stacklevel=2)
+            self.reported = len(self.busy)
         if self.path is None or not self.new:
             return
-        merged = {**_read_table(self.path, self.engine), **self.entries}
+        mine = {k: v for k, v in self.entries.items() if k not in self.busy}
+        merged = {**_read_table(self.path, self.engine), **mine}
         try:
-            write_json(self.path, {"fingerprint": self.engine.fingerprint(), "entries": merged})
+            write_json(self.path, {"version": TABLE_VERSION, "fingerprint": self.engine.fingerprint(),
+                                   "entries": merged})
             self.new = 0
         except OSError as e:
-            import warnings
-
             warnings.warn(f"latency table not saved to {self.path}: {e.strerror or e}", UserWarning, stacklevel=2)
 
 
 def _read_table(path: Path, engine: Engine) -> dict[str, float]:
-    """The entries of a saved table for this engine; {} when missing, damaged or made on another machine."""
+    """The entries of a saved table for this engine; {} when missing, damaged, made on another machine or by a
+    version that cached timings from a busy machine (`TABLE_VERSION`)."""
     try:
         saved = json.loads(path.read_text())
-        if saved.get("fingerprint") != engine.fingerprint():
+        if saved.get("fingerprint") != engine.fingerprint() or saved.get("version") != TABLE_VERSION:
             return {}
         return {str(k): float(v) for k, v in saved["entries"].items() if math.isfinite(float(v)) and float(v) > 0}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
@@ -364,14 +389,20 @@ def fit_table_model(graph: TracedModel, engine: Engine, round_to: int = 1, netwo
     bar = progress_bar(progress, counts=True, transient=True)
     levels = np.linspace(0.0, 0.85, networks)
     task = bar.add_task(f"timing pruned variants on {engine.name} (batch {engine.batch})", total=networks, info="")
+    meter = CpuMeter(engine.threads)
     with bar:
         for level in levels:
             ratios = {g: float(np.clip(level * rng.uniform(0.3, 1.7), 0.0, 0.95)) for g in ch.prunable}
             plan = ch.plan(ratios, round_to=round_to)
-            pruned_s, _ = timer(ch.apply(plan), graph.module)
+            pruned = ch.apply(plan)
+            with meter.timing():
+                pruned_s, _ = timer(pruned, graph.module)
             samples.append((model.layer_sum(graph, plan.keep), float(activation_elements(graph, plan.keep)),
                             float(pruned_s)))
             bar.update(task, advance=1, info=f"{1000 * pruned_s:.2f} ms")
+    if meter.busy:
+        assert meter.share is not None
+        warnings.warn(busy_warning(meter.share, "the latency model's fit"), UserWarning, stacklevel=2)
     table.save()
     return TableModel(engine, table, _fit_free_intercept(samples), tuple(samples))
 
