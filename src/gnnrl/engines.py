@@ -141,7 +141,12 @@ class CpuMeter:
     def busy(self) -> bool:
         """True when the timings got clearly less CPU than they asked for (others were running); no verdict on
         less than `MIN_WALL_S` of timing, where the clocks' resolution decides the share."""
-        return self.wall_s >= MIN_WALL_S and self.share is not None and self.share < BUSY_SHARE
+        return self.wall_s >= MIN_WALL_S and is_busy(self.share)
+
+
+def is_busy(share: float | None) -> bool:
+    """True for a recorded CPU share (`CpuMeter.share`) clearly under what the timing asked for."""
+    return share is not None and share < BUSY_SHARE
 
 
 def busy_warning(share: float, what: str) -> str:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .engines import BUSY_SHARE, busy_warning
+from .engines import busy_warning, is_busy
 from .errors import GnnrlError
 from .files import write_json, write_text
 
@@ -257,7 +257,7 @@ def _budget_lines(run: dict[str, Any], predicted: dict[str, Any] | None, check: 
         b = check["networks"]["baseline"]
         text += f" {name} at the same budget and rounding: {b['ratio']:.3f} (IQR {b['iqr']:.3f})."
     shares = [n["cpu_share"] for n in check["networks"].values() if n.get("cpu_share") is not None]
-    if shares and min(shares) < BUSY_SHARE:
+    if shares and is_busy(min(shares)):
         text += f" ⚠ {busy_warning(min(shares), 'This check')}."
     return ["", text]
 
@@ -267,7 +267,7 @@ def _landing_text(landing: dict[str, Any] | None, measured: float | None) -> str
     if not landing:
         return ""
     share = landing.get("cpu_share")
-    busy = f" ⚠ {busy_warning(share, 'The landing')}." if share is not None and share < BUSY_SHARE else ""
+    busy = f" ⚠ {busy_warning(share, 'The landing')}." if is_busy(share) else ""
     if landing.get("finalists_landed"):
         return (f" Every finalist of the selection was first landed on the budget as measured on the engine (the "
                 f"chosen one measured {_fmt(measured, '.3f')}).{busy}")
