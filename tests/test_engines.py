@@ -256,10 +256,27 @@ def test_auto_rounding_is_measured_once_per_machine_and_engine(tmp_path: Path, m
 
     monkeypatch.setenv("GNNRL_CACHE", str(tmp_path))
     calls: list[Engine] = []
-    monkeypatch.setattr(latency, "channel_granularity", lambda engine: calls.append(engine) or 8)
+    monkeypatch.setattr(latency, "channel_granularity", lambda engine, meter=None: calls.append(engine) or 8)
     assert latency.cached_granularity(Engine()) == 8 and latency.cached_granularity(Engine()) == 8
     assert len(calls) == 1  # the second answer came from the cache
     assert latency.cached_granularity(Engine("torch")) == 8 and len(calls) == 2  # another engine: measured
     for f in (tmp_path / "latency").glob("granularity-*"):
         f.write_text("{broken")
     assert latency.cached_granularity(Engine()) == 8 and len(calls) == 3  # a damaged cache is measured again
+
+
+def test_auto_rounding_measured_on_a_busy_machine_is_used_but_not_cached(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import gnnrl.latency as latency
+
+    monkeypatch.setenv("GNNRL_CACHE", str(tmp_path))
+
+    def waited(engine: Engine, meter: CpuMeter) -> int:  # a timing that got no CPU: others held the cores
+        with meter.timing():
+            time.sleep(0.05)
+        return 16
+
+    monkeypatch.setattr(latency, "channel_granularity", waited)
+    with pytest.warns(UserWarning, match="channel granularity .* busy machine"):
+        assert latency.cached_granularity(Engine()) == 16
+    assert not list((tmp_path / "latency").glob("granularity-*"))  # nothing kept for later runs

@@ -425,20 +425,22 @@ def engine_ratio(graph: TracedModel, plan: PrunePlan, engine: Engine, rounds: in
         return interleaved_ratio(pruned, original, rounds)[0]
 
 
-def channel_granularity(engine: Engine, network_seconds: Callable[[int], float] | None = None) -> int:
+def channel_granularity(engine: Engine, network_seconds: Callable[[int], float] | None = None,
+                        meter: CpuMeter | None = None) -> int:
     """The channel multiple that pays on `engine`, measured: the largest g in 16, 8, 4 for which a chain of
     3×3 convs of width 4g costs clearly less per MAC (≤ 0.85×) than one of width 4g − g/2; 1 if none does.
 
-    `network_seconds(width)` times the chain (injected in tests)."""
+    `network_seconds(width)` times the chain (injected in tests); `meter` counts the CPU the timings got."""
     def chain_seconds(width: int) -> float:
         return seconds(engine.network(conv_chain(width), torch.zeros(1, width, 16, 16)), target_s=0.05)
 
     timer = network_seconds or chain_seconds
-    for g in (16, 8, 4):
-        aligned, off = 4 * g, 4 * g - g // 2
-        per_mac = (timer(aligned) / aligned**2) / (timer(off) / off**2)
-        if per_mac <= 0.85:
-            return g
+    with (meter or CpuMeter()).timing():
+        for g in (16, 8, 4):
+            aligned, off = 4 * g, 4 * g - g // 2
+            per_mac = (timer(aligned) / aligned**2) / (timer(off) / off**2)
+            if per_mac <= 0.85:
+                return g
     return 1
 
 
@@ -452,7 +454,12 @@ def cached_granularity(engine: Engine) -> int:
             return int(saved["granularity"])
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         pass  # missing or damaged: measured again
-    g = channel_granularity(engine)
+    meter = CpuMeter(engine.threads)
+    g = channel_granularity(engine, meter=meter)
+    if meter.busy:  # used for this run, but not kept: every later run here would inherit a busy reading
+        assert meter.share is not None
+        warnings.warn(busy_warning(meter.share, "the channel granularity (--round-to auto)"), UserWarning, stacklevel=2)
+        return g
     try:
         write_json(path, {"fingerprint": engine.fingerprint(), "granularity": g})
     except OSError:

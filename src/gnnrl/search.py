@@ -364,11 +364,7 @@ def measured_lander(env: DNNGraphEnv) -> Lander | None:
     if env.latency is None or not tries:
         return None
     measure = _Measurer(env)
-
-    def lander(removed: Any, rule: Any = None) -> Landing:
-        measure.meter = CpuMeter(env.config.latency_threads)  # each landing's own share
-        return _metered(land_measured(env, removed, measure, tries, rule=rule), measure.meter)
-    return lander
+    return lambda removed, rule=None: measure.land(removed, tries, rule)
 
 
 def _metered(landing: Landing, meter: CpuMeter) -> Landing:
@@ -386,8 +382,7 @@ def _land_best(env: DNNGraphEnv, state: SearchState, tries: int, method: str) ->
     best = state.best
     assert best is not None
     rule = RULES[method][0] if method in RULES else None  # a rule's policy is landed as the rule, at another budget
-    measure = _Measurer(env)
-    landing = _metered(land_measured(env, best.removed, measure, tries, rule=rule), measure.meter)
+    landing = _Measurer(env).land(best.removed, tries, rule)
     state.measured_latency_ratio = landing.measured
     state.landing = {"from_episode": best.episode, "met": landing.met, "tries": tries,
                      "steps": [{"predicted": p, "measured": m} for p, m in landing.steps],
@@ -433,6 +428,11 @@ class _Measurer:
         if self.original is None and isinstance(env.latency, TableModel):
             self.original = env.latency.engine.network(env.graph.module, env.graph.example_input)
         return measured_latency(env, plan, self.original, meter=self.meter)
+
+    def land(self, removed: Any, tries: int, rule: Any = None) -> Landing:
+        """`removed` landed on the budget (`gnnrl.landing`), with the CPU share this landing's timings got."""
+        self.meter = CpuMeter(self.env.config.latency_threads)  # each landing its own share, one original network
+        return _metered(land_measured(self.env, removed, self, tries, rule=rule), self.meter)
 
 
 def _upgrade(saved: dict[str, Any]) -> dict[str, Any]:
