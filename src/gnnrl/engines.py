@@ -14,6 +14,7 @@ import json
 import platform
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -143,6 +144,15 @@ class CpuMeter:
         less than `MIN_WALL_S` of timing, where the clocks' resolution decides the share."""
         return self.wall_s >= MIN_WALL_S and is_busy(self.share)
 
+    def warn_if_busy(self, what: str, stacklevel: int = 2) -> bool:
+        """Warn (`busy_warning`) that `what` was timed on a busy machine, when it was; True then.
+        `stacklevel` as `warnings.warn`'s, counted from the caller."""
+        if not self.busy:
+            return False
+        assert self.share is not None
+        warnings.warn(busy_warning(self.share, what), UserWarning, stacklevel=stacklevel + 1)
+        return True
+
 
 def is_busy(share: float | None) -> bool:
     """True for a recorded CPU share (`CpuMeter.share`) clearly under what the timing asked for."""
@@ -258,7 +268,6 @@ def _torch_runner(module: nn.Module, x: torch.Tensor, threads: int) -> Callable[
 def _onnx_bytes(module: nn.Module, example: torch.Tensor) -> bytes:
     """`module` (eval mode) exported to ONNX with a dynamic batch axis, in memory."""
     import io
-    import warnings
 
     from .export import OPSET
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .engines import CpuMeter, Engine, LayerKey, busy_warning, conv_chain, interleaved_ratio, layer_key, seconds
+from .engines import CpuMeter, Engine, LayerKey, conv_chain, interleaved_ratio, layer_key, seconds
 from .evaluate import inference_copy
 from .files import write_json
 from .groups import analyze
@@ -400,9 +400,7 @@ def fit_table_model(graph: TracedModel, engine: Engine, round_to: int = 1, netwo
             samples.append((model.layer_sum(graph, plan.keep), float(activation_elements(graph, plan.keep)),
                             float(pruned_s)))
             bar.update(task, advance=1, info=f"{1000 * pruned_s:.2f} ms")
-    if meter.busy:
-        assert meter.share is not None
-        warnings.warn(busy_warning(meter.share, "the latency model's fit"), UserWarning, stacklevel=2)
+    meter.warn_if_busy("the latency model's fit")
     table.save()
     return TableModel(engine, table, _fit_free_intercept(samples), tuple(samples))
 
@@ -456,10 +454,8 @@ def cached_granularity(engine: Engine) -> int:
         pass  # missing or damaged: measured again
     meter = CpuMeter(engine.threads)
     g = channel_granularity(engine, meter=meter)
-    if meter.busy:  # used for this run, but not kept: every later run here would inherit a busy reading
-        assert meter.share is not None
-        warnings.warn(busy_warning(meter.share, "the channel granularity (--round-to auto)"), UserWarning, stacklevel=2)
-        return g
+    if meter.warn_if_busy("the channel granularity (--round-to auto)"):
+        return g  # used for this run, but not kept: every later run here would inherit a busy reading
     try:
         write_json(path, {"fingerprint": engine.fingerprint(), "granularity": g})
     except OSError:

@@ -24,7 +24,7 @@ from torch import nn
 from .checkpoint import load_for_resume
 from .config import SearchConfig
 from .data import Cifar, Split
-from .engines import CpuMeter, busy_warning
+from .engines import CpuMeter
 from .env import DNNGraphEnv, fit_latency, removed_key, uniform_removed
 from .errors import GnnrlError
 from .evaluate import EvalResult, evaluate
@@ -159,8 +159,6 @@ def recal_split(data: Cifar, config: SearchConfig) -> Split | None:
 
 def _warn(message: str) -> None:
     """A warning a user sees as one line on stderr (and a script can catch as a Python warning)."""
-    import warnings
-
     warnings.warn(message, UserWarning, stacklevel=3)
 
 
@@ -369,9 +367,7 @@ def measured_lander(env: DNNGraphEnv) -> Lander | None:
 
 def _metered(landing: Landing, meter: CpuMeter) -> Landing:
     """`landing` with the CPU share its measurements got; a warning when the machine was busy meanwhile."""
-    if meter.busy:
-        assert meter.share is not None
-        warnings.warn(busy_warning(meter.share, "the latency budget's landing"), UserWarning, stacklevel=3)
+    meter.warn_if_busy("the latency budget's landing", stacklevel=3)
     return replace(landing, cpu_share=meter.share)
 
 
