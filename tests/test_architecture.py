@@ -83,3 +83,33 @@ def test_import_and_cli_parser_do_not_load_pyg() -> None:
             "print('torch_geometric' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_every_config_lives_on_the_ground_floor_and_validates() -> None:
+    """Each `…Config` dataclass is defined in gnnrl.config (nowhere else), its defaults pass its `validate()`, and a
+    value no run can use is refused there, in one GnnrlError, before any work."""
+    import dataclasses
+
+    import pytest
+
+    from gnnrl import config
+    from gnnrl.errors import GnnrlError
+
+    elsewhere = [f"{f.name}:{node.name}" for f in SRC.rglob("*.py") if f.name != "config.py"
+                 for node in ast.walk(ast.parse(f.read_text()))
+                 if isinstance(node, ast.ClassDef) and node.name.endswith("Config")]
+    assert elsewhere == []
+    configs = {name: cls for name, cls in vars(config).items()
+               if dataclasses.is_dataclass(cls) and name.endswith("Config")}
+    assert set(configs) == {"EnvConfig", "DDPGConfig", "SearchConfig", "TrainConfig", "CompressConfig",
+                            "ParallelConfig"}
+    bad = {"EnvConfig": {"budget": 1.0}, "DDPGConfig": {"actor_lr": 0.0}, "SearchConfig": {"round_size": 0},
+           "TrainConfig": {"lr": 0.0},
+           "CompressConfig": {"latency_batches": (1, 0)}, "ParallelConfig": {"workers": 0}}
+    for name, changes in bad.items():
+        configs[name]().validate()
+        with pytest.raises(GnnrlError):
+            dataclasses.replace(configs[name](), **changes).validate()
+    # a nested bad setting is refused by the outer config too: compress refuses a bad fine-tune before its search
+    with pytest.raises(GnnrlError, match="kd-weight"):
+        config.CompressConfig(finetune=config.finetune_config(kd_weight=2.0)).validate()

@@ -4,21 +4,22 @@ import warnings as _warnings
 from typing import Any as _Any
 
 from ._version import __version__ as __version__
-from .compress import CompressConfig, CompressResult, compress, quick_config
+from .compress import CompressResult, compress
+from .config import CompressConfig, ParallelConfig, SearchConfig, TrainConfig, finetune_config, quick_config
 from .cost import Cost, count_flops
 from .data import Cifar, Split, load_cifar, load_split
 from .errors import DataError, GnnrlError, ModelError, WeightsError
 from .evaluate import EvalResult, evaluate
-from .finetune import finetune, finetune_config
+from .finetune import finetune
 from .groups import ChannelGroup, channel_groups
 from .models import create, list_models
 from .ops import register_op
 from .policy import PolicyError, apply_policy
 from .prune import Channels, PrunedModel, PruneError, channels, cost_after, prune, ratios_for_budget
 from .saving import load, save
-from .search import SearchConfig, SearchResult, search
+from .search import SearchResult, search
 from .trace import TracedModel, TraceError, register_leaf, trace
-from .train import TrainConfig, TrainResult
+from .train import TrainResult
 
 __all__ = [
     "ChannelGroup",
@@ -31,6 +32,7 @@ __all__ = [
     "EvalResult",
     "GnnrlError",
     "ModelError",
+    "ParallelConfig",
     "PolicyError",
     "PruneError",
     "PrunedModel",

@@ -27,9 +27,9 @@ import copy
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,6 +37,8 @@ from torch import nn
 from ._version import __version__
 from .batchnorm import recalibrate_bn
 from .checkpoint import differences
+from .config import CompressConfig, ParallelConfig, TrainConfig
+from .config import quick_config as quick_config  # re-exported: `gnnrl.compress.quick_config` (README)
 from .data import Cifar
 from .engines import budget_check, machine
 from .env import EnvConfig, allowed_removed
@@ -44,68 +46,20 @@ from .errors import GnnrlError
 from .evaluate import evaluate
 from .export import compare_latency, export_onnx, memory
 from .files import atomic_write, prepare_run_dir, write_json
-from .finetune import finetune, finetune_config
+from .finetune import finetune
 from .groups import analyze
 from .identity import model_identity
 from .latency import latency_from_dict
 from .methods import method_spec
-from .parallel import ParallelConfig
 from .policy import apply_policy, policy_cost, read_policy
 from .prune import PrunedModel
 from .report import write_report
 from .saving import load, save
-from .search import LEGACY, SearchConfig, episodes_to_run, make_env, measured_lander, recal_split, search
+from .search import LEGACY, episodes_to_run, make_env, measured_lander, recal_split, search
 from .selection import select_after_search
-from .train import TrainConfig, TrainResult, check_config
+from .train import TrainResult
 
 STAGES = ("search", "select", "prune", "finetune", "evaluate", "export", "report")
-
-
-@dataclass(frozen=True)
-class CompressConfig:
-    """Settings of every stage of `compress` (the CLI exposes each as a flag)."""
-
-    search: SearchConfig = field(default_factory=SearchConfig)
-    finetune: TrainConfig = field(default_factory=finetune_config)
-    latency_batches: tuple[int, ...] = (1, 256)
-    latency_threads: int = 1
-    """intra-op threads for the latency comparison (fixed, so numbers compare across runs)"""
-    latency_rounds: int = 15
-    """interleaved timing rounds per network (--quick: 9)"""
-    baseline: bool = True
-    """also prune, fine-tune (the same schedule), evaluate and time a simple alternative at the same budget, engine
-    and rounding, so the report compares the result with it, not only with the original"""
-    baseline_method: Literal["uniform-internal", "uniform", "l1-global"] = "uniform-internal"
-    """the simple alternative: one ratio for the groups outside residual streams (the stronger at half the MACs),
-    one ratio for every group (the stronger at 30 % of the MACs on ResNet-20: docs/benchmarks.md), or one L1
-    threshold"""
-    finalists: int = 3
-    """the search's best few policies scored, beside the simple rules (uniform-internal, uniform), after the same
-    short distilled fine-tune; the best is fine-tuned (gnnrl.selection). 0: fine-tune the search's best by its
-    reward"""
-    finalist_steps: int = 300
-    """distilled SGD steps each finalist gets before it is scored"""
-    finalist_batch: int = 64
-    """images per step of the finalists' short fine-tune"""
-    eval_size: int | None = None
-    """evaluate on class-balanced subsets of this many images (smoke runs); None: the full splits"""
-
-
-def quick_config(budget: float = 0.5, metric: str = "macs", round_to: int = 1) -> CompressConfig:
-    """`--quick`: a 24-episode search and a 2-epoch distilled fine-tune — the README demo (minutes on 2 cores)."""
-    env = EnvConfig(budget=budget, metric=metric, round_to=round_to)
-    return CompressConfig(search=SearchConfig(env=env, episodes=24, warmup=4),
-                          finetune=finetune_config(epochs=2), latency_rounds=9)
-
-
-def check_compress_config(config: CompressConfig) -> None:
-    """Refuse settings of the stages after the search that cannot run, before any work (the search checks its own)."""
-    check_config(config.finetune)  # a bad fine-tune setting must not surface only after the search
-    if config.finalists < 0:
-        raise GnnrlError(f"--finalists must be 0 (no selection) or more, not {config.finalists}")
-    if config.finalists and min(config.finalist_steps, config.finalist_batch) < 1:
-        raise GnnrlError(f"--finalist-steps ({config.finalist_steps}) and --finalist-batch ({config.finalist_batch}) "
-                         "must be at least 1 (or --finalists 0: fine-tune the search's best without a selection)")
 
 
 def _identity(model: nn.Module, data: Cifar, config: CompressConfig) -> dict[str, Any]:
@@ -198,7 +152,7 @@ def compress(model: nn.Module, data: Cifar, out: str | Path, config: CompressCon
     """
     config = config or CompressConfig()
     say = log or (lambda msg: None)
-    check_compress_config(config)
+    config.validate()
     given = read_policy(policy) if policy is not None else None
     if given is not None:
         apply_policy(model, given)  # refuses a policy of another model or other weights, before anything is written

@@ -1,10 +1,11 @@
-"""Settings, on the ground floor: what the environment (`gnnrl.env`), the search loop (`gnnrl.search`) and the
-methods it runs (`gnnrl.methods`) read (`EnvConfig.validate()` checks the environment's), and the one budget
-check every entry point uses."""
+"""Settings, on the ground floor: every frozen config dataclass — the environment's (`gnnrl.env`), the search
+loop's and its methods' (`gnnrl.search`, `gnnrl.methods`), training's and fine-tuning's (`gnnrl.train`,
+`gnnrl.finetune`), the whole job's (`gnnrl.compress`) and parallel evaluation's (`gnnrl.parallel`) — each with one
+`validate()`, and the one budget check every entry point uses. The CLI makes its flags from these fields."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, get_args
 
 from .engines import ENGINES, Engine, EngineName
@@ -170,6 +171,24 @@ class DDPGConfig:
     test_rest (higher on every seed), mean of the agent's episodes 50.2 → 55.8 %; ResNet-56, 180 episodes, seed 0:
     82.2 → 83.4 % (docs/benchmarks.md, agent ablation and method comparison)"""
 
+    def validate(self) -> None:
+        """Refuse agent settings no search can use, before any work (an Adam with lr 0 or an empty replay would
+        otherwise run a whole search that never learns)."""
+        counts = {"batch_size": self.batch_size, "replay_size": self.replay_size, "hidden": self.hidden,
+                  "channels": self.channels, "gnn_layers": self.gnn_layers, "candidates": self.candidates}
+        bad = [f"{k} {v}" for k, v in counts.items() if v < 1]
+        bad += [f"{k} {v}" for k, v in {"updates_per_episode": self.updates_per_episode,
+                                         "pretrain_updates": self.pretrain_updates}.items() if v < 0]
+        if not 0 < self.tau <= 1 or not 0 <= self.discount <= 1 or not 0 < self.noise_decay <= 1:
+            bad.append(f"tau {self.tau}, discount {self.discount} and noise_decay {self.noise_decay} must be in "
+                       "(0, 1], [0, 1] and (0, 1]")
+        if min(self.actor_lr, self.critic_lr) <= 0 or self.noise_init < 0:
+            bad.append(f"actor_lr {self.actor_lr} and critic_lr {self.critic_lr} must be > 0, noise_init "
+                       f"{self.noise_init} ≥ 0")
+        if bad:
+            raise GnnrlError(f"agent settings no search can use: {'; '.join(bad)} (counts must be at least 1, "
+                             "update counts at least 0)")
+
 
 AGENT_FIELDS = frozenset(f.name for f in fields(DDPGConfig))
 """every agent setting: what a method that reads the whole `DDPGConfig` declares (`register_method`)"""
@@ -201,7 +220,146 @@ class SearchConfig:
     """episodes proposed before their policies are evaluated (together, e.g. on parallel workers) and learnt
     from; 1 is the paper's loop. The result depends on it, never on how many workers evaluate a round."""
 
+    def validate(self) -> None:
+        """Refuse settings that cannot run, before any work (`gnnrl.search.check_config` adds the method's own)."""
+        self.env.validate()
+        self.agent.validate()
+        if self.round_size < 1:
+            raise GnnrlError(f"round size ({self.round_size}) must be at least 1")
+
     @staticmethod
     def from_dict(d: dict[str, Any]) -> SearchConfig:
         """Inverse of `dataclasses.asdict` (as stored in policy.json and checkpoints)."""
         return SearchConfig(**{**d, "env": EnvConfig(**d["env"]), "agent": DDPGConfig(**d["agent"])})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of `train`."""
+
+    epochs: int = 200
+    """passes over the training split"""
+    batch_size: int = 128
+    """images per SGD step"""
+    lr: float = 0.1
+    """peak learning rate, decayed to 0 by a per-step cosine schedule"""
+    momentum: float = 0.9
+    """SGD momentum"""
+    weight_decay: float = 5e-4
+    """L2 weight decay"""
+    nesterov: bool = True
+    """Nesterov momentum"""
+    seed: int = 0
+    """seeds shuffling and augmentation (`gnnrl train` also seeds initialisation): same seed ⇒ same weights"""
+    subset: int | None = None
+    """train on only this many class-balanced images (smoke runs and tests)"""
+    val_from: str = "train"
+    """'train' holds out 5k of train for validation (train on 45k); 'test' trains on all 50k"""
+    val_size: int = 5000
+    """validation images (class-balanced, seeded; the search's rule, so that both use the same images)"""
+    label_smoothing: float = 0.0
+    """label smoothing of the cross-entropy"""
+    kd_weight: float = 0.0
+    """knowledge distillation: loss = (1 − w)·CE + w·T²·KL(teacher ‖ student) at temperature T (needs a teacher)"""
+    kd_temperature: float = 4.0
+    """distillation temperature T"""
+
+    def validate(self) -> None:
+        """Refuse settings no run can use, before any work (`compress` checks its fine-tune before the search)."""
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise GnnrlError(f"epochs ({self.epochs}), batch size ({self.batch_size}) and lr ({self.lr}) must be "
+                             "positive")
+        if not 0 <= self.kd_weight <= 1 or self.kd_temperature <= 0 or not 0 <= self.label_smoothing < 1:
+            raise GnnrlError("--kd-weight must be in [0, 1], --kd-temperature > 0 and --label-smoothing in [0, 1) "
+                             f"(got {self.kd_weight}, {self.kd_temperature}, {self.label_smoothing})")
+
+
+FINETUNE = TrainConfig(epochs=30, batch_size=128, lr=0.02, weight_decay=5e-4, val_from="test", kd_weight=0.7,
+                       kd_temperature=4.0)
+"""Fine-tuning defaults: a tenth of the from-scratch learning rate (the weights are already good), distillation
+on (weight 0.7, T = 4), validation carved from test as in the search."""
+
+
+def finetune_config(epochs: int | None = None, kd: bool = True, **changes: object) -> TrainConfig:
+    """The fine-tuning defaults with `epochs`, distillation on/off and any other `TrainConfig` field changed."""
+    config = replace(FINETUNE, **changes)  # type: ignore[arg-type]
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
+    return config if kd else replace(config, kd_weight=0.0)
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """Settings of every stage of `compress` (the CLI exposes each as a flag)."""
+
+    search: SearchConfig = field(default_factory=SearchConfig)
+    finetune: TrainConfig = field(default_factory=finetune_config)
+    latency_batches: tuple[int, ...] = (1, 256)
+    latency_threads: int = 1
+    """intra-op threads for the latency comparison (fixed, so numbers compare across runs)"""
+    latency_rounds: int = 15
+    """interleaved timing rounds per network (--quick: 9)"""
+    baseline: bool = True
+    """also prune, fine-tune (the same schedule), evaluate and time a simple alternative at the same budget, engine
+    and rounding, so the report compares the result with it, not only with the original"""
+    baseline_method: Literal["uniform-internal", "uniform", "l1-global"] = "uniform-internal"
+    """the simple alternative: one ratio for the groups outside residual streams (the stronger at half the MACs),
+    one ratio for every group (the stronger at 30 % of the MACs on ResNet-20: docs/benchmarks.md), or one L1
+    threshold"""
+    finalists: int = 3
+    """the search's best few policies scored, beside the simple rules (uniform-internal, uniform), after the same
+    short distilled fine-tune; the best is fine-tuned (gnnrl.selection). 0: fine-tune the search's best by its
+    reward"""
+    finalist_steps: int = 300
+    """distilled SGD steps each finalist gets before it is scored"""
+    finalist_batch: int = 64
+    """images per step of the finalists' short fine-tune"""
+    eval_size: int | None = None
+    """evaluate on class-balanced subsets of this many images (smoke runs); None: the full splits"""
+
+    def validate(self) -> None:
+        """Refuse settings of any stage that cannot run, before any work: a bad fine-tune setting must not surface
+        only after the search."""
+        self.search.validate()
+        self.finetune.validate()
+        if self.finalists < 0:
+            raise GnnrlError(f"--finalists must be 0 (no selection) or more, not {self.finalists}")
+        if self.finalists and min(self.finalist_steps, self.finalist_batch) < 1:
+            raise GnnrlError(f"--finalist-steps ({self.finalist_steps}) and --finalist-batch ({self.finalist_batch}) "
+                             "must be at least 1 (or --finalists 0: fine-tune the search's best without a selection)")
+        if not self.latency_batches or min(self.latency_batches) < 1 or min(self.latency_threads,
+                                                                          self.latency_rounds) < 1:
+            raise GnnrlError(f"--latency-batch-sizes ({', '.join(map(str, self.latency_batches)) or 'none'}), "
+                             f"latency threads ({self.latency_threads}) and rounds ({self.latency_rounds}) must be "
+                             "positive")
+
+
+def quick_config(budget: float = 0.5, metric: str = "macs", round_to: int = 1) -> CompressConfig:
+    """`--quick`: a 24-episode search and a 2-epoch distilled fine-tune — the README demo (minutes on 2 cores)."""
+    env = EnvConfig(budget=budget, metric=metric, round_to=round_to)
+    return CompressConfig(search=SearchConfig(env=env, episodes=24, warmup=4),
+                          finetune=finetune_config(epochs=2), latency_rounds=9)
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    """How a search's evaluations are spread (none of it changes the result: see `SearchConfig.round_size`)."""
+
+    workers: int = 1
+    """evaluation workers; 1 without `address`: evaluate in this process (Ray not needed)"""
+    address: str | None = None
+    """Ray cluster to join ('auto' or HOST:PORT); None: start a local Ray instance on this machine"""
+    cpus_per_worker: int = 1
+    """CPU cores each worker reserves, and its torch thread count"""
+    gpus_per_worker: float = 0.0
+    """GPUs each worker reserves; a worker that gets one evaluates on it"""
+
+    @property
+    def uses_ray(self) -> bool:
+        """Whether this configuration needs Ray."""
+        return self.workers > 1 or self.address is not None
+
+    def validate(self) -> None:
+        """Refuse counts that cannot run (`gnnrl.parallel.check_parallel` also checks Ray and the cluster)."""
+        if self.workers < 1 or self.cpus_per_worker < 1 or self.gpus_per_worker < 0:
+            raise GnnrlError("--workers and --cpus-per-worker must be at least 1, --gpus-per-worker at least 0")

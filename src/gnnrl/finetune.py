@@ -7,27 +7,15 @@ report on the other 5k), and how to rebuild the unpruned teacher from a pruned f
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from torch import nn
 
+from .config import FINETUNE, TrainConfig
+from .config import finetune_config as finetune_config  # re-exported: where fine-tuning's defaults were
 from .data import Cifar
 from .errors import GnnrlError
-from .train import TrainConfig, TrainResult, train
-
-FINETUNE = TrainConfig(epochs=30, batch_size=128, lr=0.02, weight_decay=5e-4, val_from="test", kd_weight=0.7,
-                       kd_temperature=4.0)
-"""Fine-tuning defaults: a tenth of the from-scratch learning rate (the weights are already good), distillation
-on (weight 0.7, T = 4), validation carved from test as in the search."""
-
-
-def finetune_config(epochs: int | None = None, kd: bool = True, **changes: object) -> TrainConfig:
-    """The fine-tuning defaults with `epochs`, distillation on/off and any other `TrainConfig` field changed."""
-    config = replace(FINETUNE, **changes)  # type: ignore[arg-type]
-    if epochs is not None:
-        config = replace(config, epochs=epochs)
-    return config if kd else replace(config, kd_weight=0.0)
+from .train import TrainResult, train
 
 
 def teacher_for(pruned: nn.Module, weights: str | Path | None, allow_pickle: bool = False) -> nn.Module:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
+from .config import ParallelConfig
 from .errors import GnnrlError
 
 if TYPE_CHECKING:
@@ -32,34 +33,6 @@ if TYPE_CHECKING:
     from .env import DNNGraphEnv
 
 INSTALL_RAY = "pip install 'gnnrl[distributed]'"
-
-
-@dataclass(frozen=True)
-class ParallelConfig:
-    """How a search's evaluations are spread (none of it changes the result: see `SearchConfig.round_size`)."""
-
-    workers: int = 1
-    """evaluation workers; 1 without `address`: evaluate in this process (Ray not needed)"""
-    address: str | None = None
-    """Ray cluster to join ('auto' or HOST:PORT); None: start a local Ray instance on this machine"""
-    cpus_per_worker: int = 1
-    """CPU cores each worker reserves, and its torch thread count"""
-    gpus_per_worker: float = 0.0
-    """GPUs each worker reserves; a worker that gets one evaluates on it"""
-
-    @property
-    def uses_ray(self) -> bool:
-        """Whether this configuration needs Ray."""
-        return self.workers > 1 or self.address is not None
-
-    def check(self) -> None:
-        """Refuse settings that cannot run (Ray missing included), before any slow work."""
-        if self.workers < 1 or self.cpus_per_worker < 1 or self.gpus_per_worker < 0:
-            raise GnnrlError("--workers and --cpus-per-worker must be at least 1, --gpus-per-worker at least 0")
-        if self.address is not None:
-            check_reachable(self.address)
-        if self.uses_ray:
-            import_ray()
 
 
 @dataclass(frozen=True)
@@ -297,11 +270,20 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
                          "`ray start --head`, check the address, or leave out --ray-address to run locally") from e
 
 
+def check_parallel(parallel: ParallelConfig) -> None:
+    """Refuse settings that cannot run (Ray missing, a cluster that does not answer included), before slow work."""
+    parallel.validate()
+    if parallel.address is not None:
+        check_reachable(parallel.address)
+    if parallel.uses_ray:
+        import_ray()
+
+
 def make_evaluator(env: DNNGraphEnv, model: nn.Module, parallel: ParallelConfig | None,
                    worker: type[EvalWorker] = EvalWorker) -> Evaluator:
     """The evaluator `parallel` asks for (local when None or one worker without a cluster); `worker`: the Ray
     actor's class (the tests pass one that misbehaves)."""
     if parallel is None or not parallel.uses_ray:
         return LocalEvaluator(env)
-    parallel.check()
+    check_parallel(parallel)
     return RayEvaluator(env, model, parallel, worker)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_for_resume
-from .config import SearchConfig
+from .config import ParallelConfig, SearchConfig
 from .data import Cifar, Split
 from .engines import CpuMeter
 from .env import DNNGraphEnv, fit_latency, removed_key, uniform_removed
@@ -34,7 +34,7 @@ from .landing import Lander, Landing, land_measured
 from .latency import LatencyModel, TableModel, engine_ratio, latency_from_dict, measured_ratio
 from .methods import Method, Rollout, make_method, method_spec
 from .methods.heuristic import RULES
-from .parallel import Evaluation, Evaluator, ParallelConfig, make_evaluator
+from .parallel import Evaluation, Evaluator, make_evaluator
 from .plot import plot_rewards
 from .progress import progress_bar
 from .proxy import TuneSet, tune_set
@@ -199,8 +199,7 @@ def episodes_to_run(config: SearchConfig) -> int:
 def check_config(config: SearchConfig) -> None:
     """Refuse settings that cannot run, before any work."""
     spec = method_spec(config.method)  # an unknown name ends here, naming the choices
-    if config.round_size < 1:
-        raise GnnrlError(f"round size ({config.round_size}) must be at least 1")
+    config.validate()
     if spec.warmup and config.warmup >= config.episodes:
         raise GnnrlError(f"warm-up ({config.warmup}) must be shorter than the search ({config.episodes} episodes)")
 

@@ -25,44 +25,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import load_for_resume
+from .config import TrainConfig
 from .data import Cifar, Split
 from .errors import GnnrlError
 from .evaluate import available_cores, default_device, evaluate, inference_copy
 from .files import claim_run_dir, torch_save, write_json, write_text
 from .identity import model_identity, tensor_fingerprint, weights_fingerprint
 from .progress import progress_bar
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters of `train`."""
-
-    epochs: int = 200
-    """passes over the training split"""
-    batch_size: int = 128
-    """images per SGD step"""
-    lr: float = 0.1
-    """peak learning rate, decayed to 0 by a per-step cosine schedule"""
-    momentum: float = 0.9
-    """SGD momentum"""
-    weight_decay: float = 5e-4
-    """L2 weight decay"""
-    nesterov: bool = True
-    """Nesterov momentum"""
-    seed: int = 0
-    """seeds shuffling and augmentation (`gnnrl train` also seeds initialisation): same seed ⇒ same weights"""
-    subset: int | None = None
-    """train on only this many class-balanced images (smoke runs and tests)"""
-    val_from: str = "train"
-    """'train' holds out 5k of train for validation (train on 45k); 'test' trains on all 50k"""
-    val_size: int = 5000
-    """validation images (class-balanced, seeded; the search's rule, so that both use the same images)"""
-    label_smoothing: float = 0.0
-    """label smoothing of the cross-entropy"""
-    kd_weight: float = 0.0
-    """knowledge distillation: loss = (1 − w)·CE + w·T²·KL(teacher ‖ student) at temperature T (needs a teacher)"""
-    kd_temperature: float = 4.0
-    """distillation temperature T"""
 
 
 @dataclass(frozen=True)
@@ -138,16 +107,6 @@ def save_weights(model: nn.Module, path: Path) -> Path:
     return atomic_write(path, lambda p: save_file(state, str(p)))
 
 
-def check_config(config: TrainConfig) -> None:
-    """Refuse settings no run can use, before any work (`compress` checks its fine-tune before the search)."""
-    if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
-        raise GnnrlError(f"epochs ({config.epochs}), batch size ({config.batch_size}) and lr ({config.lr}) must be "
-                         "positive")
-    if not 0 <= config.kd_weight <= 1 or config.kd_temperature <= 0 or not 0 <= config.label_smoothing < 1:
-        raise GnnrlError("--kd-weight must be in [0, 1], --kd-temperature > 0 and --label-smoothing in [0, 1) "
-                         f"(got {config.kd_weight}, {config.kd_temperature}, {config.label_smoothing})")
-
-
 def train(
     model: nn.Module,
     data: Cifar,
@@ -218,7 +177,7 @@ def _setup(model: nn.Module, data: Cifar, config: TrainConfig, out_dir: str | Pa
     """Check the settings, the splits, optimiser and schedule, the run folder (refused, or resumed), the runners."""
     if config.kd_weight > 0 and teacher is None:
         raise GnnrlError("kd_weight > 0 needs a teacher model (the unpruned network)")
-    check_config(config)
+    config.validate()
     device = torch.device(device) if device is not None else default_device()
     if device.type == "cuda" and os.environ.get("LOCAL_RANK"):
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))

@@ -1,4 +1,4 @@
-"""Flags made from the config dataclasses: a field added to `gnnrl.config` (or `TrainConfig`) is a CLI flag with
+"""Flags made from the config dataclasses: a field added to a dataclass in `gnnrl.config` is a CLI flag with
 its type, choices (`Literal`), default and help (the field's docstring) without a line here or in a command."""
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     """The whole job: search → prune → fine-tune → evaluate → export → report, resumable by stage."""
-    from ..compress import CompressConfig, check_compress_config, compress, quick_config
+    from ..compress import CompressConfig, compress, quick_config
     from ..data import load_dataset
     from ..evaluate import use_all_cores
 
@@ -103,9 +103,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     ft_epochs = args.epochs if args.epochs is not None else base.finetune.epochs
     config = config_from(args, base, search=search_cfg, finetune=finetune_config_from(args, ft_epochs),
                          latency_batches=tuple(args.latency_batch_sizes))
-    if min(config.latency_batches) < 1:
-        raise GnnrlError("--latency-batch-sizes must be positive")
-    check_compress_config(config)
+    config.validate()
     parallel = _parallel_from(args)
     prepare_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     load_model(args, classes_hint(args))
@@ -181,11 +179,12 @@ def add_search_args(p: argparse.ArgumentParser, episodes: int | None = 180) -> N
 
 def _parallel_from(args: argparse.Namespace) -> Any:
     """The parallel-evaluation settings; Ray's presence is checked before any slow work."""
-    from ..parallel import ParallelConfig
+    from ..config import ParallelConfig
+    from ..parallel import check_parallel
 
     parallel = ParallelConfig(workers=args.workers, address=args.ray_address, cpus_per_worker=args.cpus_per_worker,
                               gpus_per_worker=args.gpus_per_worker)
-    parallel.check()
+    check_parallel(parallel)
     return parallel
 
 

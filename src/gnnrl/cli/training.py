@@ -59,8 +59,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def add_finetune_args(p: argparse.ArgumentParser, flag: str = "--epochs", epochs_from_preset: bool = False) -> None:
     """Fine-tuning flags: one per `TrainConfig` field, defaults from `gnnrl.finetune.FINETUNE` (epochs: None when a
     preset such as --quick decides; a flag the command already has, such as compress's --seed, is shared)."""
-    from ..finetune import FINETUNE as F
-    from ..train import TrainConfig
+    from ..config import FINETUNE as F
+    from ..config import TrainConfig
 
     flags = (flag, "--epochs") if flag != "--epochs" else (flag,)  # compress: --ft-epochs, --epochs as elsewhere
     p.add_argument(*flags, dest="epochs", type=int, default=None if epochs_from_preset else F.epochs,
@@ -76,12 +76,11 @@ def finetune_config_from(args: argparse.Namespace, epochs: int) -> Any:
     """The fine-tune's `TrainConfig` from the flags, checked before the run folder is made and the data loaded."""
     from dataclasses import replace
 
-    from ..finetune import FINETUNE
-    from ..train import check_config
+    from ..config import FINETUNE
 
     config = config_from(args, FINETUNE, skip=("val_from",), epochs=epochs)
     config = config if args.kd else replace(config, kd_weight=0.0)
-    check_config(config)
+    config.validate()
     return config
 
 
@@ -91,7 +90,7 @@ TRAIN_SKIPS = ("val_from", "kd_weight", "kd_temperature", "label_smoothing")
 
 def register(sub: Any, parent: argparse.ArgumentParser) -> None:
     """Add `train` and `finetune` to the subcommands."""
-    from ..train import TrainConfig
+    from ..config import TrainConfig
 
     p = sub.add_parser("train", parents=[parent], help="train a zoo model from scratch on CIFAR (CPU, or GPU when "
                        "present)")
