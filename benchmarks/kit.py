@@ -1,6 +1,7 @@
 """What every benchmark script shares: where the repository, its results and its doc are, writing a result file
-atomically, and replacing one section of docs/benchmarks.md, matched by its exact title and kept in the doc's
-fixed order (`ORDER`: the summary first, then the sections grouped by the question they answer).
+atomically, replacing one section of docs/benchmarks.md, matched by its exact title and kept in the doc's fixed
+order (`ORDER`: the summary first, then the sections grouped by the question they answer), and comparing two
+methods' fine-tunes seed by seed (`paired_differences`).
 
 Scripts run as `python benchmarks/NAME.py`, so this directory is on `sys.path` and `from kit import …` works.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -89,3 +91,23 @@ def rank(title: str) -> tuple[int, int]:
             if title.startswith(prefix):
                 return i, j
     return len(ORDER), 0
+
+
+def paired_differences(rows: list[dict[str, Any]], method: str, reference: str = "uniform-internal"
+                       ) -> dict[str, float] | None:
+    """`method`'s accuracy after fine-tuning minus `reference`'s with the same fine-tune seed, one difference per
+    distinct policy × seed: mean, std, n and standard error. One seed gives both the same data order and
+    augmentation, and that part of the fine-tune noise cancels. `rows`: one budget's latency_compare rows
+    (`method`, `policy_sha`, `ft` = {seed: test_rest}); None when no seed is shared."""
+    ref: dict[str, list[float]] = {}
+    for r in rows:
+        if r["method"] == reference:
+            for f, v in r["ft"].items():
+                ref.setdefault(str(f), []).append(v)
+    diffs = {(r.get("policy_sha", id(r)), str(f)): v - statistics.fmean(ref[str(f)])
+             for r in rows if r["method"] == method for f, v in r["ft"].items() if str(f) in ref}
+    if not diffs:
+        return None
+    d = list(diffs.values())
+    sd = statistics.stdev(d) if len(d) > 1 else 0.0
+    return {"mean": statistics.fmean(d), "std": sd, "n": len(d), "se": sd / len(d) ** 0.5}

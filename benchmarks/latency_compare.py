@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from kit import ROOT, write_section
+from kit import ROOT, paired_differences, write_section
 
 import gnnrl
 from gnnrl.agent import DDPGConfig
@@ -279,6 +279,8 @@ def report(args: argparse.Namespace, graph: Any, round_to: int) -> None:
                           **{k: _ms([r[k] for r in mine]) for k in ("measured_b1", "measured_b64", "macs_ratio",
                                                                       "val", "test_rest")},
                           "ft_test_rest": _ms(after),
+                          "vs_uniform_internal": paired_differences(
+                              [r for r in rows if r["budget"] == budget], method) if method != REFERENCE else None,
                           "chosen": [f"seed {r['seed']}: {r['chosen']} (val after the short fine-tune "
                                      f"{r['finalists'][0]['tuned_top1']:.2f} %)" for r in mine if r.get("chosen")]})
     tag = args.tag
@@ -295,6 +297,10 @@ def report(args: argparse.Namespace, graph: Any, round_to: int) -> None:
     write_section(f"Equal-latency comparison: {tag}", markdown(args, table, png.name if tuned else None, round_to))
 
 
+REFERENCE = "uniform-internal"
+"""the strongest simple alternative at a latency budget, which every method is compared with seed by seed"""
+
+
 def _ms(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
@@ -306,6 +312,10 @@ def _cell(v: dict[str, float] | None, scale: float = 1.0, digits: int = 2) -> st
     if v is None:
         return "–"
     return f"{scale * v['mean']:.{digits}f} ± {scale * v['std']:.{digits}f}"
+
+
+def _paired(d: dict[str, float] | None) -> str:
+    return "–" if d is None else f"{d['mean']:+.2f} ± {d['se']:.2f} ({d['n']})"
 
 
 def plot(rows: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> None:
@@ -345,13 +355,15 @@ def markdown(args: argparse.Namespace, table: list[dict[str, Any]], png: str | N
              f"{args.timing_passes} pass(es) of 7 rounds). Mean ± std over policies (latency, before) and over "
              "policies × fine-tune seeds (after). "
              f"CPU: {cpu_model()}.", "",
-             "| budget | method | latency b1 | latency b64 | MACs | val before | test_rest before | "
-             "test_rest after FT | fine-tunes |", "|---|---|---|---|---|---|---|---|---|"]
+             f"Δ vs {REFERENCE}: after-FT test_rest minus {REFERENCE}'s with the same fine-tune seed, mean ± "
+             "standard error over policies × seeds (one seed gives both the same data order and augmentation).",
+             "", "| budget | method | latency b1 | latency b64 | MACs | val before | test_rest before | "
+             f"test_rest after FT | fine-tunes | Δ vs {REFERENCE} (pairs) |", "|---" * 10 + "|"]
     for t in table:
         lines.append(f"| {t['budget']:g} | {t['method']} | {_cell(t['measured_b1'], digits=3)} | "
                      f"{_cell(t['measured_b64'], digits=3)} | {_cell(t['macs_ratio'], digits=3)} | "
                      f"{_cell(t['val'])} | {_cell(t['test_rest'])} | {_cell(t['ft_test_rest'])} | "
-                     f"{t['fine_tunes']} |")
+                     f"{t['fine_tunes']} | {_paired(t.get('vs_uniform_internal'))} |")
     chosen = [t for t in table if t.get("chosen")]
     if chosen:
         lines += ["", "What each `+select` run fine-tuned (its finalists: the search's best "

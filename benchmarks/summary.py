@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kit import DOC, ORDER, RESULTS, section_title, write_section
+from kit import DOC, ORDER, RESULTS, paired_differences, section_title, write_section
 
 PAPER = {  # Table 1 of the paper: test top-1 % after its fine-tune, at (about) 50 % of the FLOPs
     "resnet20": {"gnnrl": 91.31, "amc": 86.4, "uniform": 84.0},
@@ -51,15 +51,20 @@ def comparisons() -> list[dict[str, Any]]:
                     if d["metric"] == "latency" else f"{budget:.0%} of the MACs{widths}{span}")
             if d.get("runs", f"{d['model']}_{d['metric']}") != f"{d['model']}_{d['metric']}":  # a second experiment
                 what += f" [{d['tag']}]"
+            here = [r for r in d["rows"] if r["budget"] == budget]
+            others = [m for m in rows if m not in OURS]
+            best = max(others, key=lambda m: rows[m][0]) if others else None
+            paired = {m: p for m in OURS if best and (p := paired_differences(here, m, best))}
             found.append({"model": d["model"], "budget": what, "ft": d["ft_epochs"], "searches": len(d["seeds"]),
-                          "rows": rows, "source": path.name,
+                          "rows": rows, "paired": paired, "source": path.name,
                           "section": f"Equal-latency comparison: {d.get('tag', d['model'] + '_' + d['metric'])}"})
     return found
 
 
-def verdict(rows: dict[str, tuple[float, float, int]]) -> str:
+def verdict(rows: dict[str, tuple[float, float, int]], paired: dict[str, dict[str, float]] | None = None) -> str:
     """Each gnnrl variant against the strongest other method: a lead or a loss only when it exceeds both
-    spreads, and no verdict from a single fine-tune."""
+    spreads, and no verdict from a single fine-tune; with `paired`, also its difference from that method
+    fine-tune seed by seed (mean ± standard error over policies × seeds)."""
     others = [m for m in rows if m not in OURS]
     if not others:
         return "–"
@@ -73,7 +78,9 @@ def verdict(rows: dict[str, tuple[float, float, int]]) -> str:
             words.append(f"{ours}: too few fine-tunes to tell ({d:+.2f} vs {best})")
             continue
         word = "wins" if d > max(gs, bs) else "loses" if -d > max(gs, bs) else "ties"
-        words.append(f"{ours} {word} ({d:+.2f} vs {best})")
+        p = (paired or {}).get(ours)
+        seedwise = f"; {p['mean']:+.2f} ± {p['se']:.2f} seed by seed" if p and p["n"] > 1 else ""
+        words.append(f"{ours} {word} ({d:+.2f} vs {best}{seedwise})")
     return "; ".join(words) or "–"
 
 
@@ -106,9 +113,13 @@ def main() -> None:
         ref = " / ".join(f"{paper[k]:.2f}" for k in ("gnnrl", "amc", "uniform")) if paper and "MACs" in c[
             "budget"] and c["budget"].startswith("50") else "–"
         lines.append(f"| {c['model']} | {c['budget']} | {c['ft']} epoch{'s' * (c['ft'] != 1)} | "
-                     + " | ".join(cell(c["rows"].get(m)) for m in METHODS) + f" | {ref} | {verdict(c['rows'])} |")
+                     + " | ".join(cell(c["rows"].get(m)) for m in METHODS)
+                     + f" | {ref} | {verdict(c['rows'], c.get('paired'))} |")
     lines += ["", "Verdict: gnnrl against the best other method; a lead or a loss counts only when it exceeds both "
-              "methods' spreads. Sections: " + ", ".join(dict.fromkeys(f"'{c['section']}'" for c in found)) + ".",
+              "methods' spreads. \"Seed by seed\" (equal-latency comparisons): gnnrl's accuracy minus that method's "
+              "fine-tuned with the same seed (same data order and augmentation), mean ± standard error over "
+              "policies × seeds. Sections: "
+              + ", ".join(dict.fromkeys(f"'{c['section']}'" for c in found)) + ".",
               "",
               "Contents, by the question each section answers:", "", *contents(), "",
               "Command: `.venv/bin/python benchmarks/summary.py` (reads benchmarks/results; runs nothing)."]

@@ -50,3 +50,16 @@ def test_a_regenerated_section_keeps_its_hand_written_notes(tmp_path: Path) -> N
     kit.write_section("Cmp: r8", "## Cmp: r8\n\n| newer |\n", doc)  # no Commands line: the notes go last
     assert f"| newer |\n\n{reading}\n" in doc.read_text() and doc.read_text().count("Reading:") == 1
     assert "## Next\n\nn" in doc.read_text()
+
+
+def test_paired_differences_pair_by_fine_tune_seed_and_count_a_shared_policy_once() -> None:
+    rows = [{"method": "uniform-internal", "policy_sha": "u", "ft": {"0": 90.0, "1": 89.0, "2": 89.5}},
+            {"method": "gnnrl", "policy_sha": "a", "ft": {"0": 90.5, "1": 89.25}},   # +0.5, +0.25
+            {"method": "gnnrl", "policy_sha": "a", "ft": {"0": 90.5, "1": 89.25}},   # the same policy: once
+            {"method": "gnnrl", "policy_sha": "b", "ft": {0: 89.0, 3: 95.0}},        # -1.0; seed 3 has no pair
+            {"method": "amc", "policy_sha": "c", "ft": {"5": 91.0}}]
+    d = kit.paired_differences(rows, "gnnrl")
+    assert d is not None and d["n"] == 3
+    assert abs(d["mean"] - (0.5 + 0.25 - 1.0) / 3) < 1e-12
+    assert abs(d["se"] - d["std"] / 3 ** 0.5) < 1e-12
+    assert kit.paired_differences(rows, "amc") is None  # no seed shared with the reference
