@@ -56,7 +56,10 @@ def test_budget_outside_0_1(budget: str, tmp_path: Path, capsys: pytest.CaptureF
                                                (["--round-to", "eight"], "--round-to must be 'auto' or a positive"),
                                                (["--round-to", "0"], "--round-to must be 'auto' or a positive"),
                                                (["--metric", "latency", "--latency-threads", "0"],
-                                                "--latency-batch and --latency-threads must be at least 1")])
+                                                "--latency-batch and --latency-threads must be at least 1"),
+                                               (["--agent-actor-lr", "0"], "--agent-actor-lr 0.0 (> 0)"),
+                                               (["--candidates", "0", "--agent-discount", "2"],
+                                                "--candidates 0 (at least 1); --agent-discount 2.0")])
 def test_bad_parallel_settings_are_refused_before_any_work(flags: list[str], message: str, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     _fails(["compress", "--model", "resnet20", "--quick", *flags, "--out", str(tmp_path / "r"), "--quiet"],

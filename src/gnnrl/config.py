@@ -174,20 +174,27 @@ class DDPGConfig:
     def validate(self) -> None:
         """Refuse agent settings no search can use, before any work (an Adam with lr 0 or an empty replay would
         otherwise run a whole search that never learns)."""
-        counts = {"batch_size": self.batch_size, "replay_size": self.replay_size, "hidden": self.hidden,
-                  "channels": self.channels, "gnn_layers": self.gnn_layers, "candidates": self.candidates}
-        bad = [f"{k} {v}" for k, v in counts.items() if v < 1]
-        bad += [f"{k} {v}" for k, v in {"updates_per_episode": self.updates_per_episode,
-                                         "pretrain_updates": self.pretrain_updates}.items() if v < 0]
-        if not 0 < self.tau <= 1 or not 0 <= self.discount <= 1 or not 0 < self.noise_decay <= 1:
-            bad.append(f"tau {self.tau}, discount {self.discount} and noise_decay {self.noise_decay} must be in "
-                       "(0, 1], [0, 1] and (0, 1]")
-        if min(self.actor_lr, self.critic_lr) <= 0 or self.noise_init < 0:
-            bad.append(f"actor_lr {self.actor_lr} and critic_lr {self.critic_lr} must be > 0, noise_init "
-                       f"{self.noise_init} ≥ 0")
+        rules = {"batch_size": (1, None), "replay_size": (1, None), "hidden": (1, None), "channels": (1, None),
+                 "gnn_layers": (1, None), "candidates": (1, None), "updates_per_episode": (0, None),
+                 "pretrain_updates": (0, None), "noise_init": (0, None), "discount": (0, 1)}
+        bad = [f"{agent_flag(k)} {getattr(self, k)} (at least {lo}{f', at most {hi}' if hi is not None else ''})"
+               for k, (lo, hi) in rules.items()
+               if getattr(self, k) < lo or (hi is not None and getattr(self, k) > hi)]
+        bad += [f"{agent_flag(k)} {getattr(self, k)} (in (0, 1])" for k in ("tau", "noise_decay")
+                if not 0 < getattr(self, k) <= 1]
+        bad += [f"{agent_flag(k)} {getattr(self, k)} (> 0)" for k in ("actor_lr", "critic_lr") if getattr(self, k) <= 0]
         if bad:
-            raise GnnrlError(f"agent settings no search can use: {'; '.join(bad)} (counts must be at least 1, "
-                             "update counts at least 0)")
+            raise GnnrlError(f"agent settings no search can use: {'; '.join(bad)}")
+
+
+SHORT_AGENT_FLAGS = ("head", "descriptors", "pretrain_updates", "candidates")
+"""agent settings whose CLI flag has no --agent- prefix (the most used)"""
+
+
+def agent_flag(field_name: str) -> str:
+    """The CLI flag of a `DDPGConfig` field, so that an error names what the user typed."""
+    flag = field_name.replace("_", "-")
+    return f"--{flag}" if field_name in SHORT_AGENT_FLAGS else f"--agent-{flag}"
 
 
 AGENT_FIELDS = frozenset(f.name for f in fields(DDPGConfig))

@@ -123,7 +123,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def add_search_args(p: argparse.ArgumentParser, episodes: int | None = 180) -> None:
     """Search flags: those below by hand (more help, or a value to convert), then one for every other field of
     `EnvConfig`, `SearchConfig` and (as --agent-FIELD) `DDPGConfig`, made from the dataclasses."""
-    from ..config import DDPGConfig, EnvConfig, SearchConfig
+    from ..config import SHORT_AGENT_FLAGS, DDPGConfig, EnvConfig, SearchConfig
     from ..methods import method_names, method_spec
 
     search = SearchConfig()
@@ -152,15 +152,15 @@ def add_search_args(p: argparse.ArgumentParser, episodes: int | None = 180) -> N
     p.add_argument("--method", default=search.method, choices=method_names(),
                    help="; ".join(f"{n}: {method_spec(n).help}" + (" (one episode)" * method_spec(n).one_shot)
                                   for n in method_names()) + " (gnnrl.methods.register_method adds yours)")
-    # the agent's most used settings keep their short names (--head, not --agent-head)
-    for name, text in (("head", "actor head: one MLP per channel group over its embedding and descriptors (default), "
-                        "an MLP over the graph embedding (the paper's), or the sum of both"),
-                       ("descriptors", "per-group heads also read each group's position, width and MACs share"),
-                       ("pretrain_updates", "DDPG updates on the warm-up's episodes before the agent's first (0: "
-                        "none)"),
-                       ("candidates", "noisy actions drawn per step, the critic's favourite taken (1: plain DDPG, "
-                        "the paper's)")):
-        add_config_flags(p, DDPGConfig, prefix="agent_", only=(name,), help={name: text}, bare=True)
+    # the agent's most used settings keep their short names (--head, not --agent-head: SHORT_AGENT_FLAGS)
+    short_help = {"head": "actor head: one MLP per channel group over its embedding and descriptors (default), an "
+                          "MLP over the graph embedding (the paper's), or the sum of both",
+                  "descriptors": "per-group heads also read each group's position, width and MACs share",
+                  "pretrain_updates": "DDPG updates on the warm-up's episodes before the agent's first (0: none)",
+                  "candidates": "noisy actions drawn per step, the critic's favourite taken (1: plain DDPG, the "
+                                "paper's)"}
+    for name in SHORT_AGENT_FLAGS:
+        add_config_flags(p, DDPGConfig, prefix="agent_", only=(name,), help={name: short_help[name]}, bare=True)
     add_config_flags(p, SearchConfig, only=("seed",))
     g = p.add_argument_group("parallel evaluation (Ray: pip install 'gnnrl[distributed]')")
     g.add_argument("--workers", type=int, default=1,
@@ -195,8 +195,6 @@ def _search_config_from(args: argparse.Namespace, episodes: int) -> Any:
     check_budget(args.budget)
     if episodes < 2:
         raise GnnrlError(f"--episodes ({episodes}) must be at least 2")
-    if args.agent_candidates < 1:
-        raise GnnrlError(f"--candidates ({args.agent_candidates}) must be at least 1")
     if args.warmup is not None and not 0 <= args.warmup < episodes:
         raise GnnrlError(f"--warmup ({args.warmup}) must be in [0, --episodes) = [0, {episodes})")
     round_size = args.round_size if args.round_size is not None else max(args.workers, 1)
@@ -204,12 +202,11 @@ def _search_config_from(args: argparse.Namespace, episodes: int) -> Any:
         raise GnnrlError(f"--round-size ({round_size}) must be at least 1")
     if args.latency_batch < 1 or args.latency_threads < 1:
         raise GnnrlError("--latency-batch and --latency-threads must be at least 1")
-    if args.agent_pretrain_updates < 0:
-        raise GnnrlError(f"--pretrain-updates ({args.agent_pretrain_updates}) must be 0 or more")
     env = config_from(args, EnvConfig(), round_to=_round_to(args))
-    env.validate()
-    return config_from(args, SearchConfig(), env=env, agent=config_from(args, DDPGConfig(), prefix="agent_"),
-                       episodes=episodes, warmup=_warmup(args, episodes), round_size=round_size)
+    config = config_from(args, SearchConfig(), env=env, agent=config_from(args, DDPGConfig(), prefix="agent_"),
+                         episodes=episodes, warmup=_warmup(args, episodes), round_size=round_size)
+    config.validate()  # before the run folder is made
+    return config
 
 
 def _round_to(args: argparse.Namespace) -> int:
