@@ -93,7 +93,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     """The whole job: search → prune → fine-tune → evaluate → export → report, resumable by stage."""
-    from ..compress import CompressConfig, compress, quick_config
+    from ..compress import compress
+    from ..config import CompressConfig, quick_config
     from ..data import load_dataset
     from ..evaluate import use_all_cores
 
@@ -280,7 +281,7 @@ def register(sub: Any, parent: argparse.ArgumentParser) -> None:
                         overwrite="delete what --out holds and start over")
     add_json_arg(p, "report.json")
     add_data_args(p)
-    from ..compress import CompressConfig
+    from ..config import CompressConfig
 
     # --latency-batch-sizes is made by hand above (its name); latency_rounds comes from --quick or the default
     add_config_flags(p, CompressConfig, skip=("latency_batches", "latency_rounds"))
