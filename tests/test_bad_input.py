@@ -274,3 +274,10 @@ def test_overwrite_never_empties_a_folder_that_is_not_a_run(tmp_path: Path, caps
     _fails(["compress", "--model", "resnet20", "--quick", "--out", str(mine), "--overwrite", "--quiet"],
            "not a gnnrl compress run folder", capsys)
     assert (mine / "holiday.jpg").read_bytes() == b"precious"
+
+
+def test_train_refuses_bad_settings_before_making_its_folder(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    _fails(["train", "--model", "resnet20", "--lr", "0", "--out", str(tmp_path / "r"), "--quiet"],
+           "lr (0.0) must be positive", capsys)
+    assert not (tmp_path / "r").exists(), "refused before the run folder was made (and before the data was read)"

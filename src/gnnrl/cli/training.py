@@ -15,17 +15,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a zoo model from scratch on CIFAR (SGD + cosine, crop + flip)."""
     import torch
 
+    from ..config import TrainConfig
     from ..data import load_dataset
     from ..evaluate import use_all_cores
     from ..models import create
-    from ..train import TrainConfig, train
+    from ..train import train
 
+    config = config_from(args, TrainConfig())
+    config.validate()  # before the run folder is made and the data loaded
     prepare_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     use_all_cores()
     data = load_dataset(args.data, args.dataset, progress=not args.quiet)
     torch.manual_seed(args.seed)  # the initialisation is part of what the seed reproduces
     model = create(args.model, num_classes=data.num_classes)
-    config = config_from(args, TrainConfig())
     result = train(model, data, config, out_dir=args.out, resume=args.resume, progress=not args.quiet,
                    overwrite=args.overwrite)
     console.print(f"[bold]{args.model}[/]: val top-1 {result.val_top1:.2f} %, test top-1 {result.test_top1:.2f} % "
