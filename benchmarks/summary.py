@@ -52,8 +52,7 @@ def comparisons() -> list[dict[str, Any]]:
             if d.get("runs", f"{d['model']}_{d['metric']}") != f"{d['model']}_{d['metric']}":  # a second experiment
                 what += f" [{d['tag']}]"
             here = [r for r in d["rows"] if r["budget"] == budget]
-            others = [m for m in rows if m not in OURS]
-            best = max(others, key=lambda m: rows[m][0]) if others else None
+            best = strongest_other(rows)
             paired = {m: p for m in OURS if best and (p := paired_differences(here, m, best))}
             found.append({"model": d["model"], "budget": what, "ft": d["ft_epochs"], "searches": len(d["seeds"]),
                           "rows": rows, "paired": paired, "source": path.name,
@@ -61,14 +60,19 @@ def comparisons() -> list[dict[str, Any]]:
     return found
 
 
+def strongest_other(rows: dict[str, tuple[float, float, int]]) -> str | None:
+    """The method gnnrl is judged against: the best mean after fine-tuning among the others (None: no other)."""
+    others = [m for m in rows if m not in OURS]
+    return max(others, key=lambda m: rows[m][0]) if others else None
+
+
 def verdict(rows: dict[str, tuple[float, float, int]], paired: dict[str, dict[str, float]] | None = None) -> str:
     """Each gnnrl variant against the strongest other method: a lead or a loss only when it exceeds both
     spreads, and no verdict from a single fine-tune; with `paired`, also its difference from that method
     fine-tune seed by seed (mean ± standard error over policies × seeds)."""
-    others = [m for m in rows if m not in OURS]
-    if not others:
+    best = strongest_other(rows)
+    if best is None:
         return "–"
-    best = max(others, key=lambda m: rows[m][0])
     b, bs, bn = rows[best]
     words = []
     for ours in (m for m in OURS if m in rows):

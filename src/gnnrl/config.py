@@ -232,7 +232,7 @@ class SearchConfig:
         self.env.validate()
         self.agent.validate()
         if self.round_size < 1:
-            raise GnnrlError(f"round size ({self.round_size}) must be at least 1")
+            raise GnnrlError(f"--round-size ({self.round_size}) must be at least 1")
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> SearchConfig:

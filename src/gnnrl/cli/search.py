@@ -199,8 +199,6 @@ def _search_config_from(args: argparse.Namespace, episodes: int) -> Any:
     if args.warmup is not None and not 0 <= args.warmup < episodes:
         raise GnnrlError(f"--warmup ({args.warmup}) must be in [0, --episodes) = [0, {episodes})")
     round_size = args.round_size if args.round_size is not None else max(args.workers, 1)
-    if round_size < 1:
-        raise GnnrlError(f"--round-size ({round_size}) must be at least 1")
     if args.latency_batch < 1 or args.latency_threads < 1:
         raise GnnrlError("--latency-batch and --latency-threads must be at least 1")
     env = config_from(args, EnvConfig(), round_to=_round_to(args))
